@@ -1,0 +1,196 @@
+"""The one backbone contract every family implements (see DESIGN.md).
+
+A backbone is five levels; level ``i`` has stride ``2 ** (i + 1)``. A family only
+describes its architecture in :meth:`BaseBackbone.build_levels`; selecting
+outputs, freezing, ``norm_eval``, gradient checkpointing, input checks and the
+channel/stride metadata live here, once.
+"""
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.model import BaseModule
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .layers import NORM_TYPES, ConvNormAct, check_act_cfg, check_norm_cfg
+
+NUM_LEVELS = 5
+LEVEL_STRIDES = tuple(2 ** (i + 1) for i in range(NUM_LEVELS))
+
+
+class Level(NamedTuple):
+    """One level as a family builds it: registered as ``name``; ``module`` maps
+    the previous level's output (or the image) to ``channels`` channels."""
+    name: str
+    module: nn.Module
+    channels: int
+
+
+def normalize_out_indices(out_indices: Union[int, Sequence[int]],
+                          num_levels: int = NUM_LEVELS) -> Tuple[int, ...]:
+    """Resolve negative indices; reject empty, out-of-range or repeated ones."""
+    if isinstance(out_indices, int):
+        out_indices = (out_indices, )
+    valid = f'valid: {-num_levels}..{num_levels - 1}'
+    if not isinstance(out_indices, Sequence) or not out_indices or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in out_indices):
+        raise ValueError(f'out_indices must be a non-empty sequence of ints '
+                         f'({valid}), got {out_indices!r}')
+    resolved = []
+    for index in out_indices:
+        if not -num_levels <= index < num_levels:
+            raise ValueError(f'out_indices {tuple(out_indices)} has {index}, out of '
+                             f'range for {num_levels} levels ({valid})')
+        resolved.append(index % num_levels)
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f'out_indices {tuple(out_indices)} names a level more than '
+                         f'once (resolved to {tuple(resolved)})')
+    return tuple(sorted(resolved))
+
+
+def select_variant(table: Dict, key, family: str, arg: str = 'depth'):
+    """``table[key]``, or a ValueError naming the valid keys."""
+    try:
+        return table[key]
+    except (KeyError, TypeError):
+        raise ValueError(f'unknown {family} {arg} {key!r}; valid: '
+                         f'{sorted(table, key=str)}') from None
+
+
+class BaseBackbone(BaseModule):
+    """Five-level backbone with the contract of DESIGN.md.
+
+    Args:
+        out_indices: levels ``forward`` returns, shallowest first; negative
+            indices count from the deepest level.
+        frozen_stages: ``-1`` freezes nothing; ``k`` freezes levels ``0..k``
+            (no gradients, norms in eval mode), re-applied on every ``train()``.
+        norm_eval: keep every norm layer in eval mode while training.
+        norm_cfg: ``BN``, ``SyncBN``, ``GN`` (with ``num_groups``) or ``FrozenBN``.
+        act_cfg: activation of every conv unit (``None`` for none).
+        in_channels: channels of the input image.
+        with_cp: gradient checkpointing of every block (saves memory, costs a
+            second forward during backward).
+        drop_path_rate: stochastic depth on residual branches, rising linearly
+            from 0 to this rate over the blocks; only families with residual blocks.
+        init_cfg: MMEngine initialisation config, e.g. ``dict(type='Pretrained',
+            checkpoint=PATH, prefix='backbone.')``.
+    """
+
+    #: whether the family has residual blocks that ``drop_path_rate`` can act on
+    supports_drop_path = False
+
+    def __init__(self,
+                 *,
+                 out_indices: Union[int, Sequence[int]] = (1, 2, 3, 4),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: Optional[dict] = None,
+                 act_cfg: Optional[dict] = dict(type='ReLU', inplace=True),
+                 in_channels: int = 3,
+                 with_cp: bool = False,
+                 drop_path_rate: float = 0.0,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
+        super().__init__(init_cfg)
+        name = type(self).__name__
+        self.out_indices = normalize_out_indices(out_indices)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < NUM_LEVELS:
+            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range; valid: '
+                             f'-1 (nothing) .. {NUM_LEVELS - 1} (every level)')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        if drop_path_rate > 0 and not self.supports_drop_path:
+            raise ValueError(f'{name} with these arguments has no residual blocks, '
+                             f'so drop_path_rate={drop_path_rate} cannot apply')
+        self.norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
+        self.act_cfg = None if act_cfg is None else dict(act_cfg)
+        check_norm_cfg(self.norm_cfg)
+        check_act_cfg(self.act_cfg)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.in_channels = in_channels
+        self.with_cp = with_cp
+        self.drop_path_rate = drop_path_rate
+
+        levels = self.build_levels()
+        if len(levels) != NUM_LEVELS:
+            raise RuntimeError(f'{name}.build_levels() returned {len(levels)} '
+                               f'levels, the contract needs {NUM_LEVELS}')
+        for level in levels:
+            self.add_module(level.name, level.module)
+        self.level_names = tuple(level.name for level in levels)
+        self.level_channels = tuple(level.channels for level in levels)
+        self._freeze_stages()
+
+    # -- what a family provides ------------------------------------------------
+    def build_levels(self) -> List[Level]:
+        """Build the five levels, shallowest first."""
+        raise NotImplementedError
+
+    # -- helpers for families --------------------------------------------------
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int,
+             stride: int = 1) -> ConvNormAct:
+        """A conv unit with this backbone's norm and activation."""
+        return ConvNormAct(in_channels, out_channels, kernel_size, stride,
+                           norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
+
+    def drop_path_rates(self, num_blocks: int) -> List[float]:
+        """Stochastic-depth rate of each residual block, rising linearly."""
+        if num_blocks <= 1:
+            return [self.drop_path_rate] * num_blocks
+        return [self.drop_path_rate * i / (num_blocks - 1) for i in range(num_blocks)]
+
+    # -- metadata (no forward pass) --------------------------------------------
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each output, in ``out_indices`` order."""
+        return tuple(self.level_channels[i] for i in self.out_indices)
+
+    @property
+    def out_strides(self) -> Tuple[int, ...]:
+        """Stride of each output, in ``out_indices`` order."""
+        return tuple(LEVEL_STRIDES[i] for i in self.out_indices)
+
+    @property
+    def feature_info(self) -> List[dict]:
+        """timm-style description of the selected outputs."""
+        return [dict(level=i, module=self.level_names[i], num_chs=self.level_channels[i],
+                     reduction=LEVEL_STRIDES[i]) for i in self.out_indices]
+
+    # -- running -----------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'{type(self).__name__} expects an (N, {self.in_channels}, '
+                             f'H, W) input, got shape {tuple(x.shape)}')
+        outs = []
+        for index, name in enumerate(self.level_names[:self.out_indices[-1] + 1]):
+            x = self._run_level(getattr(self, name), x)
+            if index in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def _run_level(self, level: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not (self.with_cp and self.training and torch.is_grad_enabled()):
+            return level(x)
+        blocks = level.children() if isinstance(level, nn.Sequential) else [level]
+        for block in blocks:
+            x = checkpoint(block, x, use_reentrant=False)
+        return x
+
+    def _freeze_stages(self) -> None:
+        for name in self.level_names[:self.frozen_stages + 1]:
+            level = getattr(self, name)
+            level.eval()
+            for param in level.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'BaseBackbone':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, NORM_TYPES):
+                    module.eval()
+        return self

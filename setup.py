@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+version = {}
+with open('mmbackbones/version.py') as f:
+    exec(f.read(), version)
+
+setup(
+    name='mmbackbones',
+    version=version['__version__'],
+    description='Darknet, CSPDarknet, VoVNet and multi-output torchvision backbones '
+                'for MMDetection, MMPretrain and Detectron2',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=find_packages(include=['mmbackbones', 'mmbackbones.*']),
+    install_requires=[
+        'torch>=2.0',
+        'torchvision>=0.15',
+        'mmengine>=0.10.0,<1.0',
+        # mmdet 3.3 refuses mmcv >= 2.2; the compiled ops are needed by detectors.
+        'mmcv>=2.0.0,<2.2.0',
+    ],
+    extras_require={
+        'pretrain': ['mmpretrain>=1.2.0,<1.3', 'scikit-learn>=1.3'],
+        'det': ['mmdet>=3.3.0,<3.4', 'scikit-learn>=1.3'],
+        'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
+        'benchmark': ['timm==1.0.31'],
+        'tests': ['pytest>=8', 'pytest-xdist>=3'],
+    },
+    license='Apache-2.0',
+)

@@ -1,0 +1,17 @@
+import pytest
+import torch
+
+from mmbackbones import list_variants
+
+VARIANTS = list_variants()
+
+
+def pytest_configure(config):
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request):
+    """Every named variant of every registered family: (name, class name, kwargs)."""
+    cls_name, kwargs = VARIANTS[request.param]
+    return request.param, cls_name, kwargs

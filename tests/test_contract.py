@@ -1,0 +1,168 @@
+"""The backbone contract of DESIGN.md, run over every registered variant."""
+import pytest
+import torch
+from torch import nn
+
+from mmbackbones import build_backbone
+from mmbackbones.models import LEVEL_STRIDES, NUM_LEVELS
+from mmbackbones.models.layers import NORM_TYPES
+
+OUT_INDEX_CHOICES = [(1, 2, 3, 4), (0, ), (0, 2, 4), (-1, ), (-3, -2)]
+
+
+def build(variant, **kwargs):
+    _, cls_name, base = variant
+    return build_backbone(cls_name, **{**base, **kwargs})
+
+
+def test_levels_channels_and_strides_match_metadata(variant):
+    # 61 x 45: non-square and not divisible by 32
+    h, w = 61, 45
+    x = torch.randn(2, 3, h, w)
+    model = build(variant, out_indices=tuple(range(NUM_LEVELS))).eval()
+    with torch.no_grad():
+        full = model(x)
+    assert len(model.level_channels) == NUM_LEVELS
+    for level, feat in enumerate(full):
+        stride = LEVEL_STRIDES[level]
+        assert feat.shape == (2, model.level_channels[level], -(-h // stride),
+                              -(-w // stride)), (level, feat.shape)
+    for out_indices in OUT_INDEX_CHOICES:
+        model.out_indices = type(model)(**{**variant[2], 'out_indices': out_indices}).out_indices
+        resolved = sorted(i % NUM_LEVELS for i in out_indices)
+        assert model.out_indices == tuple(resolved)
+        assert model.out_channels == tuple(model.level_channels[i] for i in resolved)
+        assert model.out_strides == tuple(LEVEL_STRIDES[i] for i in resolved)
+        with torch.no_grad():
+            outs = model(x)
+        assert len(outs) == len(resolved)
+        for out, level in zip(outs, resolved):
+            torch.testing.assert_close(out, full[level])
+
+
+def test_frozen_stages_and_gradients(variant):
+    frozen = 1
+    model = build(variant, frozen_stages=frozen, out_indices=(4, ))
+    model.train()
+    for index, name in enumerate(model.level_names):
+        level = getattr(model, name)
+        params = list(level.parameters())
+        norms = [m for m in level.modules() if isinstance(m, NORM_TYPES)]
+        assert norms, f'{name} has no norm layer'
+        if index <= frozen:
+            assert all(not p.requires_grad for p in params), name
+            assert all(not m.training for m in norms), name
+        else:
+            assert all(p.requires_grad for p in params), name
+            assert all(m.training for m in norms), name
+    model(torch.randn(2, 3, 64, 64))[0].sum().backward()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert param.grad is None, name
+
+
+def test_norm_eval_keeps_every_norm_in_eval(variant):
+    model = build(variant, norm_eval=True)
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+    assert norms and all(not m.training for m in norms)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize('name', ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim'])
+@pytest.mark.parametrize('norm_cfg', [
+    dict(type='BN', momentum=0.03), dict(type='SyncBN'), dict(type='GN', num_groups=8),
+    dict(type='FrozenBN')
+])
+def test_norm_types(name, norm_cfg):
+    from torchvision.ops.misc import FrozenBatchNorm2d
+    expected = {'BN': nn.BatchNorm2d, 'SyncBN': nn.SyncBatchNorm, 'GN': nn.GroupNorm,
+                'FrozenBN': FrozenBatchNorm2d}[norm_cfg['type']]
+    model = build_backbone(name, norm_cfg=norm_cfg).eval()
+    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+    assert norms and all(type(m) is expected for m in norms)
+    out = model(torch.randn(1, 3, 40, 40))
+    assert all(torch.isfinite(o).all() for o in out)
+
+
+@pytest.mark.parametrize('act_cfg,expected', [
+    (dict(type='LeakyReLU', negative_slope=0.1), nn.LeakyReLU), (dict(type='SiLU'), nn.SiLU),
+    (None, nn.Identity)])
+def test_act_cfg(act_cfg, expected):
+    model = build_backbone('Darknet-19', act_cfg=act_cfg)
+    assert type(model.stem[0].act) is expected
+
+
+def test_in_channels():
+    model = build_backbone('VoVNet-19-slim', in_channels=1).eval()
+    assert model(torch.randn(1, 1, 32, 32))[-1].shape == (1, 512, 1, 1)
+
+
+@pytest.mark.parametrize('name', ['Darknet-19', 'CSPDarknet-19', 'VoVNet-39'])
+def test_with_cp_and_drop_path_keep_gradients(name):
+    torch.manual_seed(0)
+    plain = build_backbone(name).train()
+    checkpointed = build_backbone(name, with_cp=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    for model in (plain, checkpointed):
+        sum(o.sum() for o in model(x)).backward()
+    for (name_a, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name_a)
+    dropped = build_backbone(name, drop_path_rate=0.2)
+    rates = [m.drop_prob for m in dropped.modules() if type(m).__name__ == 'DropPath']
+    assert rates and max(rates) == pytest.approx(0.2) and min(rates) >= 0
+    dropped.eval()
+    dropped.load_state_dict(plain.state_dict())
+    plain.eval()
+    with torch.no_grad():  # drop path is identity at inference
+        torch.testing.assert_close(dropped(x), plain(x))
+
+
+def test_vovnet_v1_has_no_residual_nor_ese():
+    from mmbackbones.models.vovnet import OSAModule
+    v1 = build_backbone('VoVNet', depth=39, residual=False, ese=False)
+    modules = [m for m in v1.modules() if isinstance(m, OSAModule)]
+    assert modules and not any(m.residual or isinstance(m.ese, nn.Module) and
+                               not isinstance(m.ese, nn.Identity) for m in modules)
+    v2 = build_backbone('VoVNet', depth=39)
+    modules = [m for m in v2.modules() if isinstance(m, OSAModule)]
+    assert all(not isinstance(m.ese, nn.Identity) for m in modules)  # eSE everywhere
+    # residual exactly where input and output channels agree: after each stage's first
+    assert [m.residual for m in modules] == [False, False, False, True, False, True]
+    assert isinstance(v2.stage2[0], nn.MaxPool2d)
+
+
+# -- bad input fails early and names the valid choices ---------------------------
+@pytest.mark.parametrize('kwargs,pattern', [
+    (dict(depth=42), r"unknown VoVNet depth 42; valid: \[19, 39, 57, 99\]"),
+    (dict(out_indices=(1, 5)), r'has 5, out of range .*valid: -5\.\.4'),
+    (dict(out_indices=(-6, )), r'has -6, out of range'),
+    (dict(out_indices=(1, -4)), r'names a level more than once'),
+    (dict(out_indices=()), r'non-empty'),
+    (dict(frozen_stages=5), r'frozen_stages=5 is out of range; valid: -1'),
+    (dict(frozen_stages=-2), r'frozen_stages=-2'),
+    (dict(norm_cfg=dict(type='BatchNorm')), r"unknown norm type 'BatchNorm'.*'BN'.*'GN'"),
+    (dict(norm_cfg=dict(type='GN')), r'num_groups'),
+    (dict(act_cfg=dict(type='Relu')), r"unknown activation type 'Relu'.*'ReLU'"),
+    (dict(residual=False, drop_path_rate=0.1), r'no residual blocks'),
+])
+def test_bad_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        build_backbone('VoVNet', **kwargs)
+
+
+def test_unknown_darknet_depth_and_name():
+    with pytest.raises(ValueError, match=r'unknown CSPDarknet depth 21; valid: \[19, 53\]'):
+        build_backbone('CSPDarknet', depth=21)
+    with pytest.raises(ValueError, match=r"unknown backbone 'VovNet'.*'VoVNet'"):
+        build_backbone('VovNet')
+
+
+def test_wrong_input_channels_at_forward():
+    model = build_backbone('Darknet-19')
+    with pytest.raises(ValueError, match=r'expects an \(N, 3, H, W\) input, got shape '
+                                         r'\(1, 1, 32, 32\)'):
+        model(torch.randn(1, 1, 32, 32))
