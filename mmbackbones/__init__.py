@@ -1,8 +1,14 @@
 """Vision backbones for detection: Darknet, CSPDarknet, VoVNet and multi-output
 torchvision ports, under one contract and registered for OpenMMLab."""
 from .api import build_backbone, list_backbones, list_variants
-from .models import BaseBackbone, CSPDarknet, Darknet, VoVNet
+from .models import (BaseBackbone, CSPDarknet, Darknet, EfficientNet, MobileNetV2,
+                     MobileNetV3, ResNet, ResNeXt, VoVNet, WideResNet)
+from .checkpoint import CheckpointError, load_weights
+from .checkpoint import install as _install_safe_loading
 from .version import __version__
 
-__all__ = ['BaseBackbone', 'Darknet', 'CSPDarknet', 'VoVNet', 'build_backbone',
+_install_safe_loading()
+
+__all__ = ['BaseBackbone', 'Darknet', 'CSPDarknet', 'VoVNet', 'ResNet', 'ResNeXt', 'WideResNet',
+           'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'build_backbone', 'load_weights', 'CheckpointError',
            'list_backbones', 'list_variants', '__version__']

@@ -64,17 +64,28 @@ def test_mmpretrain_config_builds_a_classifier_with_ours(tmp_path, all_registere
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
-@pytest.mark.parametrize('name', ['Darknet', 'CSPDarknet', 'VoVNet'])
-def test_prefixed_name_is_ours_from_any_scope(scope, name, all_registered):
-    model = scoped_build(scope, dict(type=f'mmbackbones.{name}', depth=19))
+@pytest.mark.parametrize('name,kwargs', [
+    ('Darknet', dict(depth=19)), ('CSPDarknet', dict(depth=19)), ('VoVNet', dict(depth=19)),
+    ('ResNet', dict(depth=18)), ('MobileNetV2', {}), ('MobileNetV3', dict(arch='small')),
+    ('EfficientNet', {}), ('ResNeXt', {}), ('WideResNet', {})])
+def test_prefixed_name_is_ours_from_any_scope(scope, name, kwargs, all_registered):
+    model = scoped_build(scope, dict(type=f'mmbackbones.{name}', **kwargs))
     assert type(model) is getattr(mmbackbones, name)
 
 
-def test_mmdet_keeps_its_own_darknet(all_registered):
+def test_unreserved_port_resolves_unscoped(all_registered):
+    assert type(scoped_build('mmdet', dict(type='WideResNet'))) is mmbackbones.WideResNet
+
+
+def test_other_packages_keep_their_names(all_registered):
     from mmdet.models.backbones import CSPDarknet as DetCSPDarknet
     from mmdet.models.backbones import Darknet as DetDarknet
+    from mmdet.models.backbones import ResNet as DetResNet
+    from mmpretrain.models.backbones import MobileNetV2 as ClsMobileNetV2
     assert type(scoped_build('mmdet', dict(type='Darknet'))) is DetDarknet
     assert type(scoped_build('mmdet', dict(type='CSPDarknet'))) is DetCSPDarknet
+    assert type(scoped_build('mmdet', dict(type='ResNet', depth=18))) is DetResNet
+    assert type(scoped_build('mmpretrain', dict(type='MobileNetV2'))) is ClsMobileNetV2
 
 
 def test_reserved_names_are_exactly_the_taken_ones(all_registered):

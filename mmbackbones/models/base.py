@@ -186,6 +186,18 @@ class BaseBackbone(BaseModule):
             for param in level.parameters():
                 param.requires_grad = False
 
+    def init_weights(self) -> None:
+        """MMEngine initialisation, except that ``Pretrained`` loads strictly: a
+        checkpoint that leaves any tensor of the backbone unloaded is an error."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from ..checkpoint import load_weights
+            load_weights(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                         map_location=cfg.get('map_location', 'cpu'))
+            self._is_init = True
+            return
+        super().init_weights()
+
     def train(self, mode: bool = True) -> 'BaseBackbone':
         super().train(mode)
         self._freeze_stages()
