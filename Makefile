@@ -9,7 +9,7 @@ env:
 	bash tools/setup_env.sh
 
 demo: env
-	$(PY) tools/get_flops.py --all
+	$(PY) tools/demo.py
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)

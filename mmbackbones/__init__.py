@@ -5,9 +5,11 @@ from .models import (BaseBackbone, CSPDarknet, Darknet, EfficientNet, MobileNetV
                      MobileNetV3, ResNet, ResNeXt, VoVNet, WideResNet)
 from .checkpoint import CheckpointError, load_weights
 from .checkpoint import install as _install_safe_loading
+from .engine import install_atomic_local_backend as _install_atomic_writes
 from .version import __version__
 
 _install_safe_loading()
+_install_atomic_writes()
 
 __all__ = ['BaseBackbone', 'Darknet', 'CSPDarknet', 'VoVNet', 'ResNet', 'ResNeXt', 'WideResNet',
            'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'build_backbone', 'load_weights', 'CheckpointError',

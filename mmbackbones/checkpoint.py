@@ -54,10 +54,19 @@ def safe_load(path: str, map_location: Union[str, torch.device, None] = 'cpu') -
                               f'file?): {err}') from None
 
 
+def _history_buffer_state(self: HistoryBuffer) -> dict:
+    # MMEngine pickles the class's statistics *functions* with every buffer, as
+    # getattr(HistoryBuffer, 'min'), which no safe unpickler may allow. They are
+    # class-level and re-registered on import, so the data alone is enough.
+    return {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
+
+
 def install() -> None:
     """Route MMEngine's local checkpoint loading (resume, load_from, Pretrained,
-    test) through :func:`safe_load`."""
+    test) through :func:`safe_load`, and make the checkpoints it writes plain
+    data (see :func:`_history_buffer_state`)."""
     from mmengine.runner.checkpoint import CheckpointLoader
+    HistoryBuffer.__getstate__ = _history_buffer_state
 
     @CheckpointLoader.register_scheme(prefixes='', force=True)
     def load_from_local(filename, map_location):

@@ -9,11 +9,14 @@ package owns (``RESERVED_NAMES``) stay in our scope only: we never shadow them.
 """
 from typing import Callable, Type, TypeVar
 
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmbackbones',
                   locations=['mmbackbones.models'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmbackbones',
+                 locations=['mmbackbones.engine'])
 
 # Model names registered by MMDetection, MMPretrain, MMYOLO or MMSegmentation;
 # ours resolve only as ``mmbackbones.<Name>``. ``tests/test_registry.py`` checks

@@ -15,3 +15,12 @@ def variant(request):
     """Every named variant of every registered family: (name, class name, kwargs)."""
     cls_name, kwargs = VARIANTS[request.param]
     return request.param, cls_name, kwargs
+
+
+@pytest.fixture(scope='session')
+def digits_root(tmp_path_factory):
+    """The embedded classification demo data, generated once per test session."""
+    from mmbackbones.datasets import make_digits_classification
+    root = tmp_path_factory.mktemp('data') / 'digits'
+    make_digits_classification(str(root))
+    return str(root)

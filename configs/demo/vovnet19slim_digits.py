@@ -1,0 +1,61 @@
+# The ImageNet recipe scaled down to the embedded digits demo (10 classes, 64 px) on
+# a 2-core CPU: the same transforms in the same order, MixUp/CutMix, label
+# smoothing, no-decay norms, warmup + cosine per iteration; smaller crops, batch
+# and schedule. Data: `python tools/make_demo_data.py` (README's `make demo` runs it).
+_base_ = ['../_base_/imagenet_recipe.py']
+
+data_root = 'data/digits'
+train_crop, val_resize, val_crop = 32, 40, 40
+epochs, warmup_epochs = 30, 1
+
+model = dict(
+    backbone=dict(type='VoVNet', depth=19, slim=True),
+    head=dict(num_classes=10, in_channels=512, topk=(1, 5)))
+data_preprocessor = dict(num_classes=10)
+
+bgr_mean = {{_base_.bgr_mean}}
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # crops of at least 25 % of a 64 px digit (ImageNet's 8 % leaves no digit)
+    dict(type='RandomResizedCrop', scale=train_crop, crop_ratio_range=(0.25, 1.0),
+         backend='pillow', interpolation='bilinear'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='NumpyToPIL', to_rgb=True),
+    dict(type='torchvision/TrivialAugmentWide', interpolation='bilinear'),
+    dict(type='PILToNumpy', to_bgr=True),
+    dict(type='RandomErasing', erase_prob=0.1, mode='const', min_area_ratio=0.02,
+         max_area_ratio=1 / 3, aspect_range=(0.3, 3.3), fill_color=bgr_mean),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=val_resize, edge='short', backend='pillow',
+         interpolation='bilinear'),
+    dict(type='CenterCrop', crop_size=val_crop),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=64, num_workers=2, pin_memory=False,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
+                 data_prefix='train', pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=120, num_workers=1, pin_memory=False,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
+                 data_prefix='val', pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# a CPU demo: fp32 (the recipe's AMP needs CUDA)
+optim_wrapper = dict(type='OptimWrapper', _delete_=True,
+                     optimizer=dict(type='SGD', lr=0.5, momentum=0.9, weight_decay=2e-5),
+                     paramwise_cfg=dict(norm_decay_mult=0.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, end_factor=1.0, by_epoch=True,
+         begin=0, end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=0.0,
+         by_epoch=True, begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=epochs, val_interval=10)
+default_hooks = dict(logger=dict(interval=5),
+                     checkpoint=dict(interval=10, max_keep_ckpts=2))
+env_cfg = dict(cudnn_benchmark=False)
+randomness = dict(seed=0, deterministic=True)

@@ -1,0 +1,3 @@
+# VoVNet-57 V1 on ImageNet with the seed's recipe (configs/_base_/imagenet_recipe.py).
+_base_ = ['_base_/imagenet_recipe.py']
+model = dict(backbone=dict(type='VoVNet', depth=57, residual=False, ese=False), head=dict(in_channels=1024))

@@ -1,0 +1,3 @@
+# VoVNet-99 (V2) on ImageNet with the seed's recipe (configs/_base_/imagenet_recipe.py).
+_base_ = ['_base_/imagenet_recipe.py']
+model = dict(backbone=dict(type='VoVNet', depth=99), head=dict(in_channels=1024))

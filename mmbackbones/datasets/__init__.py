@@ -1,0 +1,3 @@
+from .digits import CLASSES, make_digits_classification
+
+__all__ = ['CLASSES', 'make_digits_classification']

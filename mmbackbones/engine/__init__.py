@@ -1,0 +1,8 @@
+"""Training-side fixes and helpers for MMEngine runners (see DESIGN.md's list of
+known incompatibilities)."""
+from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
+from .hooks import EpochSeedHook
+from .launch import prepare_config
+
+__all__ = ['AtomicLocalBackend', 'install_atomic_local_backend', 'EpochSeedHook',
+           'prepare_config']

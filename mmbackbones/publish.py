@@ -1,0 +1,45 @@
+"""Turn a training checkpoint into a small release file."""
+import hashlib
+import io
+import os.path as osp
+from typing import Optional
+
+import torch
+
+from .checkpoint import safe_load
+from .engine.atomic_io import atomic_write
+from .version import __version__
+
+
+def publish_checkpoint(src: str, out: Optional[str] = None) -> str:
+    """Keep only the weights (the EMA weights when the run used EMA), as plain
+    tensors with a little plain-data metadata, so the file loads with
+    ``torch.load(weights_only=True)`` and no allow-list. The file is named
+    ``<out stem>-<first 8 hex digits of its SHA-256>.pth``; returns its path."""
+    checkpoint = safe_load(src)
+    ema = checkpoint.get('ema_state_dict')
+    if isinstance(ema, dict):
+        # MMEngine's EMAHook stores the averaged model under 'module.'
+        state_dict = {k[len('module.'):]: v for k, v in ema.items()
+                      if k.startswith('module.')}
+    else:
+        state_dict = checkpoint.get('state_dict', checkpoint)
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()
+                  if isinstance(v, torch.Tensor)}
+    if not state_dict:
+        raise ValueError(f'{src} holds no weights to publish')
+    meta = checkpoint.get('meta') or {}
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    release = dict(
+        state_dict=state_dict,
+        meta=dict(mmbackbones_version=__version__, source=osp.basename(src),
+                  epoch=int(meta.get('epoch', 0)), iter=int(meta.get('iter', 0)),
+                  ema=isinstance(ema, dict),
+                  classes=[str(c) for c in classes] if classes else None))
+    buffer = io.BytesIO()
+    torch.save(release, buffer)
+    data = buffer.getvalue()
+    stem = osp.splitext(out or src)[0]
+    path = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    atomic_write(data, path)
+    return path

@@ -1,0 +1,160 @@
+"""Checkpoint safety and clear errors on every loading path, and publishing."""
+import hashlib
+import os
+import os.path as osp
+import pickle
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import mmbackbones
+from mmbackbones import CheckpointError, build_backbone, load_weights
+from mmbackbones.checkpoint import safe_load
+from mmbackbones.publish import publish_checkpoint
+from training_utils import ROOT, run_tool, write_small_config
+
+
+class RunsCode:
+    """Unpickling this calls os.system: the classic malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+@pytest.fixture
+def malicious(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    state = build_backbone('VoVNet-19-slim').state_dict()
+    torch.save({'state_dict': state, 'meta': {'epoch': 1, 'iter': 1},
+                'payload': RunsCode(marker)}, path)
+    return str(path), marker
+
+
+@pytest.fixture
+def corrupt(tmp_path):
+    path = tmp_path / 'corrupt.pth'
+    path.write_bytes(b'PK\x03\x04 this is not a checkpoint' * 10)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def trained(digits_root, tmp_path_factory):
+    """A real (tiny) training run of the demo config: config, work dir, checkpoint."""
+    folder = tmp_path_factory.mktemp('trained')
+    config = write_small_config(folder, digits_root, images=64, batch=32, epochs=2,
+                                validate=True)
+    work = folder / 'work'
+    run_tool(['tools/train.py', config, '--work-dir', str(work)])
+    return config, str(work), str(work / 'epoch_2.pth')
+
+
+def test_every_loading_path_refuses_code(malicious, trained, tmp_path):
+    path, marker = malicious
+    config, _, _ = trained
+    with pytest.raises(CheckpointError, match='refusing to load'):
+        safe_load(path)
+    with pytest.raises(CheckpointError, match='refusing to load'):
+        load_weights(build_backbone('VoVNet-19-slim'), path)
+    model = build_backbone('VoVNet-19-slim', init_cfg=dict(type='Pretrained', checkpoint=path))
+    with pytest.raises(CheckpointError, match='refusing to load'):
+        model.init_weights()
+    from mmengine.runner.checkpoint import _load_checkpoint  # resume/load_from use this
+    with pytest.raises(CheckpointError, match='refusing to load'):
+        _load_checkpoint(path)
+    for tool in (['tools/train.py', config, '--work-dir', str(tmp_path / 'w1'),
+                  '--resume', path],
+                 ['tools/train.py', config, '--work-dir', str(tmp_path / 'w2'),
+                  '--load-from', path],
+                 ['tools/test.py', config, path, '--work-dir', str(tmp_path / 'w3')],
+                 ['tools/publish_model.py', path, str(tmp_path / 'out.pth')]):
+        result = run_tool(tool, check=False)
+        assert result.returncode != 0, tool
+        assert 'refusing to load' in result.stderr, (tool, result.stderr[-2000:])
+    assert not marker.exists(), 'code in the checkpoint ran'
+
+
+def test_corrupt_checkpoint_is_a_clear_error(corrupt, trained, tmp_path):
+    config, _, _ = trained
+    with pytest.raises(CheckpointError, match='cannot read checkpoint'):
+        load_weights(build_backbone('Darknet-19'), corrupt)
+    result = run_tool(['tools/test.py', config, corrupt], check=False)
+    assert result.returncode != 0 and 'cannot read checkpoint' in result.stderr
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        safe_load(str(tmp_path / 'nope.pth'))
+
+
+def test_own_checkpoints_load_everywhere_without_env_vars(trained, tmp_path):
+    config, work, ckpt = trained
+    assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in os.environ
+    checkpoint = safe_load(ckpt)  # a Runner checkpoint: HistoryBuffer, numpy scalars
+    assert {'state_dict', 'message_hub', 'optimizer', 'meta'} <= checkpoint.keys()
+    # tools/test.py evaluates it; load_from initialises from it
+    result = run_tool(['tools/test.py', config, ckpt, '--out', str(tmp_path / 'm.json'),
+                       '--work-dir', str(tmp_path / 't')])
+    import json
+    metrics = json.loads((tmp_path / 'm.json').read_text())
+    assert 'accuracy/top1' in metrics
+    run_tool(['tools/train.py', config, '--work-dir', str(tmp_path / 'lf'), '--load-from',
+              ckpt, '--cfg-options', 'train_cfg.max_epochs=1'])
+    # init_cfg Pretrained with the classifier's prefix
+    backbone = build_backbone('VoVNet-19-slim', init_cfg=dict(
+        type='Pretrained', checkpoint=ckpt, prefix='backbone.'))
+    backbone.init_weights()
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, checkpoint['state_dict']['backbone.' + key]), key
+    assert result.returncode == 0
+
+
+def test_publish_keeps_weights_only_with_a_hash(trained, tmp_path):
+    _, _, ckpt = trained
+    out = publish_checkpoint(ckpt, str(tmp_path / 'vovnet_digits.pth'))
+    digest = hashlib.sha256(open(out, 'rb').read()).hexdigest()
+    assert osp.basename(out) == f'vovnet_digits-{digest[:8]}.pth'
+    release = torch.load(out, weights_only=True)  # plain torch, no allow-list
+    assert set(release) == {'state_dict', 'meta'}
+    assert not release['meta']['ema'] and release['meta']['epoch'] == 2
+    full = safe_load(ckpt)['state_dict']
+    assert release['state_dict'].keys() == full.keys()
+    assert osp.getsize(out) < osp.getsize(ckpt)
+    # a release loads into the backbone through init_cfg with prefix
+    backbone = build_backbone('VoVNet-19-slim', init_cfg=dict(
+        type='Pretrained', checkpoint=out, prefix='backbone.'))
+    backbone.init_weights()
+    assert torch.equal(backbone.stem[0].conv.weight, full['backbone.stem.0.conv.weight'])
+
+
+def test_publish_prefers_ema_weights(tmp_path):
+    state = {'w': torch.zeros(2)}
+    ema = {'steps': torch.tensor(10), 'module.w': torch.ones(2)}
+    src = tmp_path / 'ema.pth'
+    torch.save({'state_dict': state, 'ema_state_dict': ema, 'meta': {'epoch': 3}}, src)
+    release = torch.load(publish_checkpoint(str(src)), weights_only=True)
+    assert release['meta']['ema'] and torch.equal(release['state_dict']['w'], torch.ones(2))
+
+
+def test_wrong_prefix_or_architecture_is_refused(trained):
+    _, _, ckpt = trained
+    with pytest.raises(CheckpointError, match=r"prefix 'body\.' matches none.*'backbone\.'"):
+        load_weights(build_backbone('VoVNet-19-slim'), ckpt, prefix='body.')
+    with pytest.raises(CheckpointError, match='does not fit'):
+        load_weights(build_backbone('VoVNet-19'), ckpt, prefix='backbone.')
+    with pytest.raises(CheckpointError, match='missing from it'):
+        load_weights(build_backbone('VoVNet-19-slim'), ckpt)  # forgot the prefix
+
+
+def test_bad_config_inputs_fail_early(digits_root, tmp_path):
+    config = write_small_config(tmp_path, str(tmp_path / 'no_such_folder'))
+    result = run_tool(['tools/train.py', config], check=False)
+    assert result.returncode != 0
+    assert 'dataset path(s) not found' in result.stderr and 'no_such_folder' in result.stderr
+    typo = write_small_config(tmp_path, digits_root,
+                              extra="model = dict(backbone=dict(type='VovNet'))\n")
+    result = run_tool(['tools/train.py', typo], check=False)
+    assert result.returncode != 0
+    assert "unknown backbone type 'VovNet'" in result.stderr
+    assert "did you mean 'mmbackbones.VoVNet'" in result.stderr

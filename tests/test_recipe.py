@@ -1,0 +1,202 @@
+"""Every hyperparameter of the seed's recipe, read from the resolved configs."""
+import copy
+import glob
+import random
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+import mmbackbones  # noqa: F401
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+IMAGENET_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*_imagenet.py')))
+DEMO = osp.join(ROOT, 'configs', 'demo', 'vovnet19slim_digits.py')
+
+
+def load(path):
+    return Config.fromfile(path)
+
+
+def build(registry_name, cfg, **default_args):
+    from mmpretrain import registry
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return getattr(registry, registry_name).build(cfg, default_args=default_args or None)
+
+
+def test_every_variant_has_a_config():
+    names = {osp.basename(p)[:-len('_imagenet.py')] for p in IMAGENET_CONFIGS}
+    expected = {'darknet19', 'darknet53', 'cspdarknet19', 'cspdarknet53', 'vovnet19_slim'}
+    expected |= {f'vovnet{d}{v}' for d in (19, 39, 57, 99) for v in ('', '_v1')}
+    assert names == expected
+
+
+@pytest.mark.parametrize('path', IMAGENET_CONFIGS, ids=osp.basename)
+def test_config_builds_its_backbone_with_a_matching_head(path):
+    cfg = load(path)
+    assert cfg._cfg_dict.get('_base_') is None  # inherited, not copied
+    with open(path) as f:
+        assert len(f.read().splitlines()) <= 4, 'a variant config is a few lines'
+    backbone = build('MODELS', cfg.model.backbone)
+    assert isinstance(backbone, mmbackbones.BaseBackbone)
+    assert backbone.out_indices == (4, )
+    assert cfg.model.head.in_channels == backbone.out_channels[-1]
+
+
+@pytest.fixture(scope='module')
+def recipe():
+    return load(osp.join(ROOT, 'configs', 'darknet53_imagenet.py'))
+
+
+@pytest.fixture(scope='module')
+def classifier(recipe):
+    cfg = copy.deepcopy(recipe.model)
+    cfg.backbone = dict(type='VoVNet', depth=19, slim=True, out_indices=(4, ))
+    cfg.head.in_channels = 512
+    cfg.data_preprocessor = recipe.data_preprocessor
+    return build('MODELS', cfg)
+
+
+def test_optimizer_sgd_and_no_decay_on_norms(recipe, classifier):
+    from mmengine.optim import build_optim_wrapper
+    optim = recipe.optim_wrapper
+    assert optim.type == 'AmpOptimWrapper'  # mixed precision on GPU
+    assert optim.optimizer == dict(type='SGD', lr=0.5, momentum=0.9, weight_decay=2e-5)
+    cfg = optim.copy()
+    cfg.type = 'OptimWrapper'
+    cfg.pop('loss_scale')
+    wrapper = build_optim_wrapper(classifier, cfg)
+    decay = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups
+             for p in g['params']}
+    from mmbackbones.models.layers import NORM_TYPES
+    norm_params = {id(p) for m in classifier.modules() if isinstance(m, NORM_TYPES)
+                   for p in m.parameters()}
+    assert norm_params
+    for name, param in classifier.named_parameters():
+        expected = 0.0 if id(param) in norm_params else 2e-5
+        assert decay[id(param)] == expected, name
+    assert all(g['momentum'] == 0.9 and g['lr'] == 0.5
+               for g in wrapper.optimizer.param_groups)
+
+
+def test_batch_1024_as_512_x_2_with_lr_autoscaling(recipe):
+    assert recipe.train_dataloader.batch_size == 512
+    assert recipe.auto_scale_lr == dict(base_batch_size=1024, enable=True)
+    # MMEngine scales lr by (batch per GPU x GPUs) / base_batch_size
+    assert recipe.optim_wrapper.optimizer.lr * 512 * 2 / 1024 == 0.5
+    assert recipe.train_cfg == dict(by_epoch=True, max_epochs=100, val_interval=1)
+
+
+def lr_curve(cfg, epoch_length: int, epochs: int):
+    from mmengine.optim import OptimWrapper
+    model = torch.nn.Linear(1, 1)
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=cfg.optim_wrapper.optimizer.lr))
+    schedulers = [build('PARAM_SCHEDULERS', s, optimizer=wrapper, epoch_length=epoch_length)
+                  for s in cfg.param_scheduler]
+    lrs = []
+    for _ in range(epochs * epoch_length):
+        lrs.append(wrapper.optimizer.param_groups[0]['lr'])
+        for s in schedulers:
+            s.step()
+    return np.array(lrs)
+
+
+def test_warmup_5_epochs_then_cosine_every_iteration(recipe):
+    n = 10  # iterations per epoch
+    lrs = lr_curve(recipe, n, 100)
+    assert lrs[0] == pytest.approx(0.5 * 0.01)
+    assert np.all(np.diff(lrs[:5 * n]) > 0)  # rises every iteration
+    assert lrs[5 * n] == pytest.approx(0.5)
+    t = np.arange(5 * n, 100 * n) - 5 * n
+    cosine = 0.5 * (1 + np.cos(np.pi * t / (95 * n))) / 2
+    np.testing.assert_allclose(lrs[5 * n:], cosine, rtol=1e-6, atol=1e-9)
+
+
+def test_per_sample_augmentation(recipe):
+    pipeline = recipe.train_dataloader.dataset.pipeline
+    types = [t['type'] for t in pipeline]
+    assert types == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'NumpyToPIL',
+                     'torchvision/TrivialAugmentWide', 'PILToNumpy', 'RandomErasing',
+                     'PackInputs']
+    crop, flip, erase = pipeline[1], pipeline[2], pipeline[6]
+    assert crop.scale == 176 and crop.interpolation == 'bilinear'
+    assert flip.prob == 0.5 and flip.direction == 'horizontal'
+    assert erase.erase_prob == 0.1
+    # torchvision erases the *normalized* image with 0 = the mean colour here (BGR)
+    assert list(erase.fill_color) == recipe.data_preprocessor.mean[::-1]
+    transforms = [build('TRANSFORMS', t) for t in pipeline[1:-1]]
+    assert 'TrivialAugmentWide' in repr(transforms[3])
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    outs = []
+    for seed in range(4):  # each image gets its own random draw
+        results = dict(img=image.copy(), img_shape=image.shape[:2], ori_shape=image.shape[:2])
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        for t in transforms:
+            results = t(results)
+        assert results['img'].shape == (176, 176, 3)
+        outs.append(results['img'])
+    assert not any(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_cutmix_or_mixup_per_batch_never_both(recipe, classifier):
+    from mmpretrain.models.utils import RandomBatchAugment
+    from mmpretrain.models.utils.batch_augments import CutMix, Mixup
+    augments = classifier.data_preprocessor.batch_augments
+    assert isinstance(augments, RandomBatchAugment)
+    # one augment is drawn per batch; mmpretrain appends "none" with the
+    # remaining probability, which must be 0
+    chosen = {type(a): p for a, p in zip(augments.augments, augments.probs)}
+    assert chosen == {Mixup: 0.5, CutMix: 0.5, type(None): 0.0}
+    alphas = {type(a): a.alpha for a in augments.augments if a is not None}
+    assert alphas == {Mixup: 0.2, CutMix: 1.0}
+
+
+def test_label_smoothing_on_mixed_targets_equals_torch(classifier):
+    head = classifier.head
+    torch.manual_seed(0)
+    logits = torch.randn(6, 10)
+    a, b = torch.randint(0, 10, (6, )), torch.randint(0, 10, (6, ))
+    lam = 0.3
+    soft = lam * F.one_hot(a, 10).float() + (1 - lam) * F.one_hot(b, 10).float()
+    ours = head.loss_module(logits, soft)
+    expected = F.cross_entropy(logits, soft, label_smoothing=0.1)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_validation_resize_232_crop_224_top1_top5(recipe):
+    pipeline = recipe.val_dataloader.dataset.pipeline
+    assert [t['type'] for t in pipeline] == ['LoadImageFromFile', 'ResizeEdge', 'CenterCrop',
+                                             'PackInputs']
+    assert pipeline[1].scale == 232 and pipeline[1].edge == 'short'
+    assert pipeline[2].crop_size == 224
+    assert recipe.val_evaluator == dict(type='Accuracy', topk=(1, 5))
+
+
+def test_amp_falls_back_to_fp32_without_cuda(recipe, tmp_path):
+    from mmbackbones.engine.launch import prepare_config
+    cfg = recipe.copy()
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = str(tmp_path)
+        (tmp_path / cfg[loader].dataset.split).mkdir(exist_ok=True)
+    prepared = prepare_config(cfg)
+    expected = 'AmpOptimWrapper' if torch.cuda.is_available() else 'OptimWrapper'
+    assert prepared.optim_wrapper.type == expected
+
+
+def test_demo_keeps_the_recipe_shape(recipe):
+    demo = load(DEMO)
+    for loader in ('train_dataloader', 'val_dataloader'):
+        assert [t['type'] for t in demo[loader].dataset.pipeline] == \
+            [t['type'] for t in recipe[loader].dataset.pipeline]
+    assert [s['type'] for s in demo.param_scheduler] == \
+        [s['type'] for s in recipe.param_scheduler]
+    assert demo.model.train_cfg == recipe.model.train_cfg
+    assert demo.model.head.loss == recipe.model.head.loss
+    assert demo.optim_wrapper.paramwise_cfg == recipe.optim_wrapper.paramwise_cfg

@@ -1,0 +1,60 @@
+"""Helpers for tests that train: small derived configs and subprocess runs."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+import textwrap
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'vovnet19slim_digits.py')
+
+
+def write_small_config(folder, data_root: str, *, images: int = 96, batch: int = 32,
+                       epochs: int = 3, validate: bool = False, extra: str = '') -> str:
+    """The demo config on ``images`` training images, ``epochs`` short epochs,
+    a checkpoint every epoch, deterministic."""
+    path = osp.join(str(folder), 'small_config.py')
+    val = ('val_dataloader = dict(batch_size=32, num_workers=0, dataset=dict(indices=64, '
+           f'data_root={data_root!r}))\nval_cfg = dict()\n'
+           'train_cfg = dict(max_epochs=%d, val_interval=%d)' % (epochs, epochs)
+           if validate else
+           'val_dataloader = None\nval_cfg = None\nval_evaluator = None\n'
+           f'train_cfg = dict(max_epochs={epochs}, val_interval={epochs + 1})')
+    with open(path, 'w') as f:
+        f.write(textwrap.dedent(f'''\
+            _base_ = [{DEMO_CONFIG!r}]
+            train_dataloader = dict(
+                batch_size={batch}, num_workers=1,
+                dataset=dict(data_root={data_root!r}, indices={images}))
+            test_dataloader = dict(dataset=dict(data_root={data_root!r}))
+            {{val}}
+            param_scheduler = [
+                dict(type='LinearLR', start_factor=0.01, end_factor=1.0, by_epoch=True,
+                     begin=0, end=1, convert_to_iter_based=True),
+                dict(type='CosineAnnealingLR', T_max={epochs - 1}, eta_min=0.0,
+                     by_epoch=True, begin=1, end={epochs}, convert_to_iter_based=True)]
+            default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=-1,
+                                                 save_best=None),
+                                 logger=dict(interval=1))
+            randomness = dict(seed=0, deterministic=True)
+            ''').replace('{val}', val) + extra)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_tool(args, env=None, timeout=600, check=True) -> subprocess.CompletedProcess:
+    """Run a tools/ script (or shell script) from the repository root."""
+    full_env = {**os.environ, 'PYTHONPATH': ROOT, 'OMP_NUM_THREADS': '1', **(env or {})}
+    cmd = args if args[0].endswith('.sh') else [sys.executable] + args
+    result = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}'
+                             f'\n{result.stderr[-5000:]}')
+    return result

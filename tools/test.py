@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint with a config: ``python tools/test.py CONFIG CHECKPOINT``
+(``tools/dist_test.sh CONFIG CHECKPOINT N`` for N processes)."""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Test a checkpoint')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (training or published)')
+    parser.add_argument('--work-dir', help='where the evaluation log goes')
+    parser.add_argument('--out', help='dump the metrics to this JSON file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    import mmbackbones  # noqa: F401
+    from mmbackbones.checkpoint import safe_load
+    from mmbackbones.engine import prepare_config
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    safe_load(args.checkpoint)  # a clear error for a missing/corrupt/unsafe file
+    cfg.load_from = args.checkpoint
+    cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
+    cfg.param_scheduler = None
+    cfg = prepare_config(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if args.out:
+        import json
+        with open(args.out, 'w') as f:
+            json.dump(metrics, f, indent=2)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
