@@ -1,0 +1,37 @@
+# Backbones of mmbackbones for MMDetection configs: each detector config takes one of
+# these dicts and the matching FPN channels. Pretrained weights come from the ImageNet
+# configs: train, then `python tools/publish_model.py work_dirs/<cfg>/epoch_100.pth
+# checkpoints/<cfg>.pth` and point `checkpoint` at the file it prints (or override with
+# --cfg-options model.backbone.init_cfg.checkpoint=PATH). Loading is strict: a wrong
+# file or prefix raises instead of silently training from random weights.
+custom_imports = dict(imports=['mmbackbones'], allow_failed_imports=False)
+
+# the backbones were pretrained on RGB images normalized with ImageNet's statistics
+imagenet_preprocessor = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                             bgr_to_rgb=True)
+
+# detection defaults: stem + first stage frozen, norms in eval mode
+detection_defaults = dict(_delete_=True, out_indices=(1, 2, 3, 4), frozen_stages=1,
+                          norm_eval=True)
+
+
+def _pretrained(name):
+    return dict(type='Pretrained', checkpoint=f'checkpoints/{name}_imagenet.pth',
+                prefix='backbone.')
+
+
+vovnet39 = dict(detection_defaults, type='VoVNet', depth=39,
+                init_cfg=_pretrained('vovnet39'))
+vovnet57 = dict(detection_defaults, type='VoVNet', depth=57,
+                init_cfg=_pretrained('vovnet57'))
+vovnet99 = dict(detection_defaults, type='VoVNet', depth=99,
+                init_cfg=_pretrained('vovnet99'))
+vovnet_channels = [256, 512, 768, 1024]
+cspdarknet53 = dict(detection_defaults, type='mmbackbones.CSPDarknet', depth=53,
+                    init_cfg=_pretrained('cspdarknet53'))
+darknet53 = dict(detection_defaults, type='mmbackbones.Darknet', depth=53,
+                 init_cfg=_pretrained('darknet53'))
+darknet_channels = [128, 256, 512, 1024]
+# YOLOv3 takes strides 8..32 and YOLOV3Neck wants their channels deepest first
+darknet53_yolo = dict(darknet53, out_indices=(2, 3, 4))
+yolov3_neck_channels = darknet_channels[:0:-1]

@@ -1,0 +1,4 @@
+# faster-rcnn + FPN with mmbackbones' vovnet57 (ImageNet-pretrained, see _base_/mmbackbones.py).
+_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', '_base_/mmbackbones.py']
+model = dict(backbone={{_base_.vovnet57}}, neck=dict(in_channels={{_base_.vovnet_channels}}),
+             data_preprocessor={{_base_.imagenet_preprocessor}})

@@ -1,0 +1,4 @@
+# fcos + FPN with mmbackbones' cspdarknet53 (ImageNet-pretrained, see _base_/mmbackbones.py).
+_base_ = ['mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', '_base_/mmbackbones.py']
+model = dict(backbone={{_base_.cspdarknet53}}, neck=dict(in_channels={{_base_.darknet_channels}}),
+             data_preprocessor={{_base_.imagenet_preprocessor}})

@@ -1,0 +1,176 @@
+"""MMDetection configs that consume the backbones: build, train a step, infer, load
+pretrained weights strictly, keep frozen stages frozen."""
+import copy
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+import mmbackbones
+from mmbackbones import CheckpointError
+from mmbackbones.publish import publish_checkpoint
+from training_utils import ROOT, run_tool
+
+DET_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'detection', '*.py')))
+CLASSES = tuple(f'digit{i}' for i in range(10))
+
+
+@pytest.fixture(scope='session')
+def det_root(tmp_path_factory):
+    from mmbackbones.datasets import make_digits_detection
+    root = tmp_path_factory.mktemp('data') / 'digits_det'
+    make_digits_detection(str(root))
+    return str(root)
+
+
+def on_demo_data(cfg: Config, det_root: str) -> Config:
+    """The config on the demo detection set: 10 classes, 128 px, no pretrained file."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.init_cfg = None
+    for head in ('bbox_head', 'roi_head'):
+        if head in cfg.model:
+            target = cfg.model[head].get('bbox_head', cfg.model[head])
+            target.num_classes = len(CLASSES)
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
+                dict(type='Resize', scale=(128, 128), keep_ratio=True),
+                dict(type='PackDetInputs')]
+    for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val')):
+        cfg[loader] = dict(
+            batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='pseudo_collate'),
+            dataset=dict(type='CocoDataset', data_root=det_root + '/',
+                         metainfo=dict(classes=CLASSES), ann_file=f'annotations/{split}.json',
+                         data_prefix=dict(img=f'{split}/'), pipeline=pipeline,
+                         filter_cfg=None, indices=2))
+    return cfg
+
+
+def build_detector(cfg):
+    from mmdet.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(cfg.model)
+
+
+def first_batch(loader_cfg):
+    from mmengine.runner import Runner
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return next(iter(Runner.build_dataloader(loader_cfg)))
+
+
+def test_all_detector_configs_are_here():
+    names = {osp.basename(p) for p in DET_CONFIGS}
+    for det in ('retinanet', 'faster-rcnn', 'fcos'):
+        for backbone in ('vovnet39', 'vovnet57', 'vovnet99', 'cspdarknet53'):
+            assert any(n.startswith(f'{det}_{backbone}_fpn') for n in names), (det, backbone)
+    assert 'yolov3_darknet53_ms-608-273e_coco.py' in names
+
+
+@pytest.mark.parametrize('path', DET_CONFIGS, ids=osp.basename)
+def test_config_builds_trains_a_step_and_infers(path, det_root):
+    raw = Config.fromfile(path)
+    backbone_cfg = raw.model.backbone
+    assert (backbone_cfg.frozen_stages, backbone_cfg.norm_eval) == (1, True)
+    assert backbone_cfg.init_cfg.type == 'Pretrained'
+    assert backbone_cfg.init_cfg.prefix == 'backbone.'
+    assert 'mmbackbones' in raw.custom_imports.imports
+    cfg = on_demo_data(raw, det_root)
+    model = build_detector(cfg)
+    backbone = model.backbone
+    assert isinstance(backbone, mmbackbones.BaseBackbone)
+    expected = list(backbone.out_channels)
+    if raw.model.neck.type == 'YOLOV3Neck':
+        expected = expected[::-1]  # YOLOV3Neck lists channels deepest first
+    assert list(raw.model.neck.in_channels) == expected
+
+    from mmengine.optim import build_optim_wrapper
+    optim = build_optim_wrapper(model, dict(type='OptimWrapper', optimizer=dict(
+        type='SGD', lr=0.001, momentum=0.9)))
+    model.train()
+    log_vars = model.train_step(first_batch(cfg.train_dataloader), optim)
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in log_vars.values()), log_vars
+    model.eval()
+    with torch.no_grad():
+        predictions = model.val_step(first_batch(cfg.val_dataloader))
+    assert len(predictions) == 2
+    assert predictions[0].pred_instances.bboxes.shape[-1] == 4
+
+
+@pytest.fixture(scope='module')
+def published_vovnet39(tmp_path_factory):
+    """A classification checkpoint of VoVNet-39 (random weights) as tools publish it."""
+    from mmpretrain.registry import MODELS
+    folder = tmp_path_factory.mktemp('ckpt')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = MODELS.build(dict(
+            type='ImageClassifier', backbone=dict(type='VoVNet', depth=39, out_indices=(4, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=1024)))
+    torch.manual_seed(1)
+    for p in classifier.parameters():
+        p.data.normal_()
+    raw = folder / 'epoch_1.pth'
+    torch.save({'state_dict': classifier.state_dict(), 'meta': {'epoch': 1}}, raw)
+    return publish_checkpoint(str(raw), str(folder / 'vovnet39_imagenet.pth'))
+
+
+def retinanet_vovnet39(det_root, **init_cfg):
+    cfg = on_demo_data(Config.fromfile(osp.join(ROOT, 'configs', 'detection',
+                                                'retinanet_vovnet39_fpn_1x_coco.py')), det_root)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', prefix='backbone.', **init_cfg)
+    return build_detector(cfg), cfg
+
+
+def test_init_weights_loads_every_backbone_tensor(published_vovnet39, det_root):
+    model, _ = retinanet_vovnet39(det_root, checkpoint=published_vovnet39)
+    model.init_weights()
+    release = torch.load(published_vovnet39, weights_only=True)['state_dict']
+    own = model.backbone.state_dict()
+    assert len(own) > 100
+    for key, value in own.items():
+        assert torch.equal(value, release['backbone.' + key]), key
+
+
+def test_wrong_checkpoint_or_prefix_is_an_error(published_vovnet39, det_root, tmp_path):
+    model, _ = retinanet_vovnet39(det_root, checkpoint=published_vovnet39)
+    model.backbone.init_cfg['prefix'] = 'model.'
+    with pytest.raises(CheckpointError, match=r"prefix 'model\.' matches none"):
+        model.init_weights()
+    other = tmp_path / 'darknet.pth'
+    darknet = mmbackbones.build_backbone('Darknet-19')
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in darknet.state_dict().items()}},
+               other)
+    model, _ = retinanet_vovnet39(det_root, checkpoint=str(other))
+    with pytest.raises(CheckpointError, match='does not fit VoVNet'):
+        model.init_weights()
+
+
+def test_frozen_stages_and_norm_eval_hold_through_a_training_step(det_root):
+    model, cfg = retinanet_vovnet39(det_root, checkpoint='unused')
+    model.backbone.init_cfg = None
+    from mmengine.optim import build_optim_wrapper
+    optim = build_optim_wrapper(model, dict(type='OptimWrapper', optimizer=dict(
+        type='SGD', lr=0.1, momentum=0.9)))
+    model.train()
+    before = copy.deepcopy(model.backbone.state_dict())
+    model.train_step(first_batch(cfg.train_dataloader), optim)
+    after = model.backbone.state_dict()
+    for key, value in after.items():
+        level = key.split('.')[0]
+        if level in ('stem', 'stage2') or 'running_' in key or 'num_batches' in key:
+            assert torch.equal(value, before[key]), f'{key} changed'
+    changed = [k for k in after if k.startswith('stage5') and k.endswith('conv.weight')
+               and not torch.equal(after[k], before[k])]
+    assert changed, 'unfrozen weights did not train'
+
+
+def test_get_flops_on_a_detector_config_without_data(tmp_path):
+    result = run_tool(['tools/get_flops.py',
+                       osp.join(ROOT, 'configs', 'detection', 'faster-rcnn_vovnet39_fpn_1x_coco.py'),
+                       '--shape', '256', '320'])
+    assert 'input 1x3x256x320' in result.stdout
+    row = [line for line in result.stdout.splitlines() if 'faster-rcnn' in line][0]
+    params, gmacs, gflops = (float(x) for x in row.strip('| ').split(' | ')[1:])
+    assert 40 < params < 50 and gflops == pytest.approx(2 * gmacs, rel=1e-2)
