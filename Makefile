@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo test test-fast sizes lock clean
+.PHONY: env demo test test-fast test-compile sizes lock clean
 
 env:
 	bash tools/setup_env.sh
@@ -15,14 +15,19 @@ test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: env
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not compile_all" $(PYTEST_ARGS)
+
+test-compile: env
+	$(PY) -m pytest -m compile_all tests/test_fast_paths.py $(PYTEST_ARGS)
 
 sizes: env
 	$(PY) tools/get_flops.py --all
 
-# Re-pin requirements/lock.txt from the current .venv.
+# Re-pin requirements/lock.txt from a .venv made by `make env` (plus any new pins).
+# mmcv is installed from the locally built wheel; its pin is kept by name.
 lock:
-	$(PY) -m pip freeze --exclude-editable | grep -v '^mmcv-lite' > requirements/lock.txt
+	{ $(PY) -m pip freeze --exclude-editable | grep -v -e ' @ ' -e '^mmcv'; \
+	  echo 'mmcv==2.1.0'; } | sort -f > requirements/lock.txt
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

@@ -33,3 +33,19 @@ def build_backbone(name: str, **kwargs):
         raise ValueError(f'unknown backbone {name!r}; valid names: {list_backbones()} '
                          f'or variants: {sorted(variants)}')
     return cls(**kwargs)
+
+
+def parse_kwargs(pairs) -> dict:
+    """``['depth=39', "act_cfg={'type': 'SiLU'}"]`` -> keyword arguments; values are
+    Python literals, or strings when they are not."""
+    import ast
+    kwargs = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            raise ValueError(f'expected key=value, got {pair!r}')
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs

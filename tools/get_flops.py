@@ -24,8 +24,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('target', nargs='?',
                         help='backbone class or variant name, or a config file (.py)')
-    parser.add_argument('--args', nargs='+', action=DictAction, default={},
-                        help='backbone arguments, e.g. depth=39 slim=True')
+    parser.add_argument('--args', nargs='+', default=[],
+                        help='backbone arguments as Python literals, e.g. depth=39 slim=True')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config settings, as in tools/train.py')
     parser.add_argument('--shape', type=int, nargs='+', default=[224, 224],
@@ -68,7 +68,7 @@ def tensor_mode_forward(model, x):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from mmbackbones.api import build_backbone, list_variants
+    from mmbackbones.api import build_backbone, list_variants, parse_kwargs
     rows = []
     if args.all:
         for variant in list_variants():
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
         rows.append(format_row(osp.basename(args.target),
                                measure_config(args.target, args.shape, args.cfg_options)))
     else:
-        model = build_backbone(args.target, **args.args)
+        model = build_backbone(args.target, **parse_kwargs(args.args))
         rows.append(format_row(args.target, measure(model, args.shape, model.in_channels)))
     print(f'input 1x3x{args.shape[0]}x{args.shape[1]}; MACs = multiply-accumulates, '
           'FLOPs = 2 x MACs (MMEngine complexity analysis)')

@@ -53,8 +53,9 @@ def build_act(act_cfg: Optional[dict]) -> nn.Module:
     return nn.Identity() if act_cfg is None else build_activation_layer(dict(act_cfg))
 
 
-class ConvNormAct(nn.Module):
-    """Conv (no bias) -> norm -> activation, the unit of every family here."""
+class ConvNormAct(nn.Sequential):
+    """Conv (no bias) -> norm -> activation, the unit of every family here. A
+    Sequential, so that :func:`mmbackbones.deploy.fuse` folds it like any other."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  stride: int = 1, *, norm_cfg: dict, act_cfg: Optional[dict]):
@@ -63,9 +64,6 @@ class ConvNormAct(nn.Module):
                               padding=kernel_size // 2, bias=False)
         self.norm = build_norm(norm_cfg, out_channels)
         self.act = build_act(act_cfg)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.conv(x)))
 
 
 class EffectiveSE(nn.Module):

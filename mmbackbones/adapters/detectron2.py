@@ -1,0 +1,133 @@
+"""Any mmbackbones backbone as a ``detectron2.modeling.Backbone``.
+
+Importing this module registers three builders in Detectron2's ``BACKBONE_REGISTRY``:
+
+* ``build_mmbackbones_backbone``               the backbone alone;
+* ``build_mmbackbones_fpn_backbone``           backbone + FPN (P2-P6), for Faster R-CNN;
+* ``build_mmbackbones_retinanet_fpn_backbone`` backbone + FPN with P6/P7, for RetinaNet.
+
+They read ``cfg.MODEL.MMBACKBONES`` (added by :func:`add_mmbackbones_config`):
+``TYPE`` and ``ARGS`` (the backbone's constructor arguments), ``OUT_FEATURES``
+(``res1``..``res5``, see :mod:`mmbackbones.adapters.naming`), ``NORM`` (``BN``,
+``SyncBN``, ``GN``, ``FrozenBN``); freezing follows ``cfg.MODEL.BACKBONE.FREEZE_AT``
+(1 = stem, 2 = stem + res2, as for Detectron2's ResNet). For LazyConfig use
+:class:`MMBackbone` directly (see configs/detectron2/).
+"""
+from collections.abc import Mapping
+from typing import Dict, Optional, Sequence
+
+try:
+    from detectron2.config import CfgNode
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+    from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
+except ImportError as err:  # pragma: no cover - exercised where Detectron2 is absent
+    raise ImportError(
+        'mmbackbones.adapters.detectron2 needs Detectron2, which is not on PyPI: build it '
+        'from its source (https://github.com/facebookresearch/detectron2, '
+        '`pip install --no-build-isolation <clone>`). mmbackbones itself does not need it.'
+    ) from err
+
+import torch
+
+from ..api import build_backbone
+from ..checkpoint import LoadReport, load_weights
+from ..models.base import BaseBackbone
+from .naming import (feature_levels, freeze_at_to_frozen_stages, norm_cfg_from_detectron2,
+                     output_shapes, size_divisibility)
+
+
+class MMBackbone(Backbone):
+    """Wraps ``body`` (an mmbackbones backbone, or the kwargs to build one) and
+    returns ``{name: feature}`` for ``out_features``."""
+
+    def __init__(self, body, out_features: Sequence[str] = ('res2', 'res3', 'res4', 'res5')):
+        super().__init__()
+        if isinstance(body, Mapping):  # a dict, or a LazyConfig's DictConfig
+            body = build_backbone(**dict(body))
+        if not isinstance(body, BaseBackbone):
+            raise TypeError(f'body must be an mmbackbones backbone, got {type(body).__name__}')
+        body.out_indices = feature_levels(out_features)
+        self.body = body
+        self._out_features = list(out_features)
+        shapes = output_shapes(body.level_channels, self._out_features)
+        self._out_feature_channels = {k: c for k, (c, _) in shapes.items()}
+        self._out_feature_strides = {k: s for k, (_, s) in shapes.items()}
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return dict(zip(self._out_features, self.body(x)))
+
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        return {name: ShapeSpec(channels=self._out_feature_channels[name],
+                                stride=self._out_feature_strides[name])
+                for name in self._out_features}
+
+    @property
+    def size_divisibility(self) -> int:
+        return size_divisibility(self._out_features)
+
+    @property
+    def padding_constraints(self) -> Dict[str, int]:
+        return {'size_divisibility': self.size_divisibility}
+
+
+def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
+    """Add ``MODEL.MMBACKBONES`` with its defaults (VoVNet-39, res2..res5, BN)."""
+    node = CfgNode(new_allowed=True)
+    node.TYPE = 'VoVNet'
+    node.ARGS = CfgNode(dict(depth=39), new_allowed=True)
+    node.OUT_FEATURES = ['res2', 'res3', 'res4', 'res5']
+    node.NORM = 'BN'
+    node.GN_GROUPS = 32
+    cfg.MODEL.MMBACKBONES = node
+    return cfg
+
+
+def _mm_backbone(cfg: CfgNode, out_features: Optional[Sequence[str]] = None) -> MMBackbone:
+    node = cfg.MODEL.MMBACKBONES
+    args = dict(node.ARGS)
+    args.setdefault('norm_cfg', norm_cfg_from_detectron2(node.NORM, node.GN_GROUPS))
+    args['frozen_stages'] = freeze_at_to_frozen_stages(cfg.MODEL.BACKBONE.FREEZE_AT)
+    body = build_backbone(node.TYPE, **args)
+    return MMBackbone(body, out_features or node.OUT_FEATURES)
+
+
+@BACKBONE_REGISTRY.register()
+def build_mmbackbones_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> MMBackbone:
+    return _mm_backbone(cfg)
+
+
+def _fpn(cfg: CfgNode, top_block_for) -> FPN:
+    in_features = list(cfg.MODEL.FPN.IN_FEATURES)
+    bottom_up = _mm_backbone(cfg, in_features)
+    return FPN(bottom_up=bottom_up, in_features=in_features,
+               out_channels=cfg.MODEL.FPN.OUT_CHANNELS, norm=cfg.MODEL.FPN.NORM,
+               top_block=top_block_for(bottom_up), fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
+
+
+@BACKBONE_REGISTRY.register()
+def build_mmbackbones_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
+    return _fpn(cfg, lambda bottom_up: LastLevelMaxPool())
+
+
+@BACKBONE_REGISTRY.register()
+def build_mmbackbones_retinanet_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
+    def p6p7(bottom_up: MMBackbone):
+        deepest = bottom_up.output_shape()[bottom_up._out_features[-1]].channels
+        return LastLevelP6P7(deepest, cfg.MODEL.FPN.OUT_CHANNELS)
+    return _fpn(cfg, p6p7)
+
+
+def find_mm_backbone(model: torch.nn.Module) -> MMBackbone:
+    found = [m for m in model.modules() if isinstance(m, MMBackbone)]
+    if len(found) != 1:
+        raise ValueError(f'expected one MMBackbone in the model, found {len(found)}')
+    return found[0]
+
+
+def load_pretrained(model: torch.nn.Module, checkpoint: str,
+                    prefix: Optional[str] = 'backbone.') -> LoadReport:
+    """Load one of our published (or training) MMPretrain checkpoints into the
+    mmbackbones backbone of a Detectron2 model, strictly: every backbone tensor
+    must be loaded, or :class:`~mmbackbones.CheckpointError` says what did not match."""
+    return load_weights(find_mm_backbone(model).body, checkpoint, prefix=prefix)

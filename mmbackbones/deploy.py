@@ -1,0 +1,54 @@
+"""Inference-time folding: every BatchNorm (or frozen BN) that directly follows a
+convolution is folded into that convolution's weight and bias.
+
+Pairs are found structurally, without a forward pass: adjacent ``(Conv2d, BN)``
+children of a Sequential (our conv units, torchvision's Conv2dNormActivation and
+ResNet downsample/stem), and ``convK``/``bnK`` attribute pairs (torchvision's
+ResNet blocks).
+"""
+import copy
+import re
+from typing import Iterator, Tuple
+
+import torch
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+FOLDABLE_NORMS = (nn.BatchNorm2d, FrozenBatchNorm2d)
+
+
+def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
+    """``(conv, norm, name of norm in module)`` for the direct children of ``module``."""
+    children = list(module.named_children())
+    if isinstance(module, nn.Sequential):
+        for (_, a), (name, b) in zip(children, children[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, FOLDABLE_NORMS):
+                yield a, b, name
+    named = dict(children)
+    for name, norm in children:
+        match = re.fullmatch(r'bn(\d*)', name)
+        conv = named.get(f'conv{match.group(1)}') if match else None
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, FOLDABLE_NORMS):
+            yield conv, norm, name
+
+
+@torch.no_grad()
+def fold_norm(conv: nn.Conv2d, norm: nn.Module) -> None:
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    bias = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+    conv.bias = nn.Parameter(bias)
+
+
+def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Return ``model`` (a copy unless ``inplace``) in eval mode with every
+    conv -> BN pair folded; outputs equal the unfused model's in eval mode."""
+    model = model if inplace else copy.deepcopy(model)
+    model.eval()
+    for module in list(model.modules()):
+        for conv, norm, name in list(_pairs(module)):
+            fold_norm(conv, norm)
+            setattr(module, name, nn.Identity())
+    return model

@@ -1,0 +1,232 @@
+"""The Detectron2 adapter. Naming, shapes, strides and the freeze mapping are
+plain Python and always tested; the rest runs where Detectron2 is importable
+(it is not on PyPI: build it from source) and shows as skipped otherwise."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmbackbones import build_backbone
+from training_utils import ROOT
+from mmbackbones.adapters.naming import (feature_levels, freeze_at_to_frozen_stages,
+                                         norm_cfg_from_detectron2, output_shapes,
+                                         size_divisibility)
+
+HAS_D2 = importlib.util.find_spec('detectron2') is not None
+needs_d2 = pytest.mark.skipif(not HAS_D2, reason='Detectron2 is not installed (not on PyPI)')
+
+
+def test_feature_names_and_shapes_from_metadata():
+    vovnet = build_backbone('VoVNet-39')
+    names = ['res2', 'res3', 'res4', 'res5']
+    assert feature_levels(names) == (1, 2, 3, 4)
+    assert feature_levels(['c1', 'c3']) == (0, 2)
+    assert output_shapes(vovnet.level_channels, names) == {
+        'res2': (256, 4), 'res3': (512, 8), 'res4': (768, 16), 'res5': (1024, 32)}
+    resnet = build_backbone('ResNet-50')
+    assert output_shapes(resnet.level_channels, ['res1', 'res5']) == {
+        'res1': (64, 2), 'res5': (2048, 32)}
+    assert size_divisibility(['res2', 'res3', 'res4']) == 16
+    assert size_divisibility(names) == 32
+
+
+@pytest.mark.parametrize('names,pattern', [
+    (['res6'], r"unknown feature 'res6'; valid: \['res1'"),
+    (['p2'], 'unknown feature'),
+    (['res3', 'res2'], 'shallowest first'),
+    (['res2', 'c2'], 'distinct levels'),
+    ([], 'distinct levels'),
+])
+def test_bad_feature_names(names, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        feature_levels(names)
+
+
+def test_freeze_at_mapping_matches_detectron2_meaning():
+    assert [freeze_at_to_frozen_stages(f) for f in range(6)] == [-1, 0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match='FREEZE_AT=6 is out of range'):
+        freeze_at_to_frozen_stages(6)
+    # FREEZE_AT=2 = stem + res2 = our levels 0 and 1 = MMDetection's frozen_stages=1
+    model = build_backbone('ResNet-50', frozen_stages=freeze_at_to_frozen_stages(2))
+    frozen = {n.split('.')[0] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {'stem', 'stage2'}
+    assert norm_cfg_from_detectron2('FrozenBN') == dict(type='FrozenBN')
+    with pytest.raises(ValueError, match=r"unknown NORM 'LN'"):
+        norm_cfg_from_detectron2('LN')
+
+
+def test_importing_mmbackbones_never_imports_detectron2():
+    code = ('import sys, mmbackbones, mmbackbones.adapters; '
+            'assert "detectron2" not in sys.modules, "imported"')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
+@pytest.mark.skipif(HAS_D2, reason='Detectron2 is installed')
+def test_adapter_says_what_to_install():
+    with pytest.raises(ImportError, match='needs Detectron2, which is not on PyPI'):
+        import mmbackbones.adapters.detectron2  # noqa: F401
+
+
+# ----------------------------------------------------------- with real Detectron2
+@pytest.fixture
+def d2():
+    import mmbackbones.adapters.detectron2 as adapter
+    return adapter
+
+
+def d2_cfg(d2, meta: str, backbone: str, args: dict, norm='BN', freeze_at=2):
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+    cfg = get_cfg()
+    d2.add_mmbackbones_config(cfg)
+    cfg.merge_from_file(model_zoo.get_config_file(
+        {'retinanet': 'COCO-Detection/retinanet_R_50_FPN_1x.yaml',
+         'rcnn': 'COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml'}[meta]))
+    cfg.MODEL.BACKBONE.NAME = ('build_mmbackbones_retinanet_fpn_backbone' if meta == 'retinanet'
+                               else 'build_mmbackbones_fpn_backbone')
+    cfg.MODEL.MMBACKBONES.TYPE = backbone
+    cfg.MODEL.MMBACKBONES.ARGS = type(cfg.MODEL.MMBACKBONES.ARGS)(args, new_allowed=True)
+    cfg.MODEL.MMBACKBONES.NORM = norm
+    cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
+    cfg.MODEL.DEVICE = 'cpu'
+    cfg.MODEL.WEIGHTS = ''
+    cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    cfg.INPUT.FORMAT = 'RGB'
+    if meta == 'retinanet':
+        cfg.MODEL.RETINANET.NUM_CLASSES = 10
+    else:
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = 10
+        cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 64
+        cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
+    return cfg
+
+
+def demo_inputs():
+    from detectron2.structures import Boxes, Instances
+    torch.manual_seed(0)
+    inputs = []
+    for _ in range(2):
+        inst = Instances((96, 128))
+        inst.gt_boxes = Boxes(torch.tensor([[10., 12., 50., 60.], [60., 20., 110., 80.]]))
+        inst.gt_classes = torch.tensor([3, 7])
+        inputs.append(dict(image=torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
+                           .float(), height=96, width=128, instances=inst))
+    return inputs
+
+
+@needs_d2
+@pytest.mark.parametrize('meta', ['retinanet', 'rcnn'])
+@pytest.mark.parametrize('backbone,args', [
+    ('VoVNet', dict(depth=39)), ('Darknet', dict(depth=53)), ('ResNet', dict(depth=18))])
+def test_detectron2_models_train_a_step_and_infer(d2, meta, backbone, args):
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+    cfg = d2_cfg(d2, meta, backbone, args)
+    model = build_model(cfg)
+    bottom_up = model.backbone.bottom_up
+    assert isinstance(bottom_up, d2.MMBackbone)
+    assert bottom_up._out_features == list(cfg.MODEL.FPN.IN_FEATURES)
+    assert {k: (v.channels, v.stride) for k, v in bottom_up.output_shape().items()} == \
+        output_shapes(bottom_up.body.level_channels, cfg.MODEL.FPN.IN_FEATURES)
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    with EventStorage(0):
+        losses = model(demo_inputs())
+        total = sum(losses.values())
+        assert torch.isfinite(total)
+        total.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        outputs = model([{k: v for k, v in x.items() if k != 'instances'}
+                         for x in demo_inputs()])
+    assert len(outputs) == 2 and outputs[0]['instances'].pred_boxes.tensor.shape[-1] == 4
+
+
+@needs_d2
+def test_freeze_at_and_frozen_bn_like_detectron2_resnet(d2):
+    from detectron2.layers import FrozenBatchNorm2d as D2FrozenBN
+    from detectron2.modeling import build_model
+    from torchvision.ops.misc import FrozenBatchNorm2d
+    # Detectron2's own ResNet with FREEZE_AT=2: stem and res2 get no gradients
+    ours = build_model(d2_cfg(d2, 'rcnn', 'ResNet', dict(depth=50)))
+    d2_resnet_cfg = d2_cfg(d2, 'rcnn', 'ResNet', dict(depth=50))
+    d2_resnet_cfg.MODEL.BACKBONE.NAME = 'build_resnet_fpn_backbone'
+    reference = build_model(d2_resnet_cfg)
+    ref_frozen = {n.split('.')[0] for n, p in reference.backbone.bottom_up.named_parameters()
+                  if not p.requires_grad}
+    assert ref_frozen == {'stem', 'res2'}
+    ours.train()
+    body = ours.backbone.bottom_up.body
+    frozen = {n.split('.')[0] for n, p in body.named_parameters() if not p.requires_grad}
+    assert frozen == {'stem', 'stage2'}
+    trainable_convs = sum(p.numel() for n, p in body.named_parameters()
+                          if p.requires_grad and p.dim() == 4)
+    ref_trainable_convs = sum(p.numel() for p in reference.backbone.bottom_up.parameters()
+                              if p.requires_grad and p.dim() == 4)
+    assert trainable_convs == ref_trainable_convs > 0  # the same weights train
+    # NORM=FrozenBN: every norm is frozen in both
+    cfg = d2_cfg(d2, 'rcnn', 'VoVNet', dict(depth=39), norm='FrozenBN', freeze_at=0)
+    body = build_model(cfg).backbone.bottom_up.body
+    norms = [m for m in body.modules() if 'BatchNorm' in type(m).__name__]
+    assert norms and all(isinstance(m, (FrozenBatchNorm2d, D2FrozenBN)) for m in norms)
+    assert not any(p.requires_grad for m in norms for p in m.parameters())
+
+
+@needs_d2
+def test_published_checkpoint_loads_into_a_detectron2_model(d2, tmp_path):
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+    from mmbackbones import CheckpointError
+    from mmbackbones.publish import publish_checkpoint
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    from convert_to_detectron2 import convert
+    source = build_backbone('VoVNet-39')
+    for p in source.parameters():
+        p.data.normal_()
+    raw = tmp_path / 'cls.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}},
+               raw)
+    release = publish_checkpoint(str(raw), str(tmp_path / 'vovnet39.pth'))
+    model = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=39)))
+    report = d2.load_pretrained(model, release)
+    assert report.loaded == len(source.state_dict())
+    body = model.backbone.bottom_up.body
+    for key, value in source.state_dict().items():
+        assert torch.equal(body.state_dict()[key], value), key
+    # the converter + Detectron2's own checkpointer
+    converted = tmp_path / 'd2.pth'
+    assert convert(release, str(converted)) == len(source.state_dict())
+    fresh = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=39)))
+    incompatible = DetectionCheckpointer(fresh).load(str(converted))
+    for key, value in source.state_dict().items():
+        assert torch.equal(fresh.backbone.bottom_up.body.state_dict()[key], value), key
+    assert incompatible is not None
+    # another architecture: a clear error
+    other = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=57)))
+    with pytest.raises(CheckpointError, match='does not fit VoVNet'):
+        d2.load_pretrained(other, release)
+
+
+@needs_d2
+def test_example_configs_build(d2):
+    from detectron2 import model_zoo
+    from detectron2.config import LazyConfig, get_cfg, instantiate
+    from detectron2.modeling import build_model
+    lazy = LazyConfig.load(os.path.join(ROOT, 'configs', 'detectron2',
+                                        'retinanet_vovnet39_fpn_lazy.py'))
+    model = instantiate(lazy.model)
+    assert isinstance(model.backbone.bottom_up, d2.MMBackbone)
+    assert model.backbone.bottom_up.body.frozen_stages == 1
+    cfg = get_cfg()
+    d2.add_mmbackbones_config(cfg)
+    cfg.merge_from_file(model_zoo.get_config_file('COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml'))
+    cfg.merge_from_file(os.path.join(ROOT, 'configs', 'detectron2', 'faster_rcnn_vovnet39_fpn.yaml'))
+    cfg.MODEL.DEVICE = 'cpu'
+    model = build_model(cfg)
+    body = model.backbone.bottom_up.body
+    assert type(body).__name__ == 'VoVNet' and body.frozen_stages == 1
+    assert model.backbone.size_divisibility == 32

@@ -1,0 +1,119 @@
+"""Inference fusion, channels-last, bf16 autocast, torch.compile and ONNX export,
+for every registered variant (small inputs). Inductor compiles of every variant
+are marked ``compile_all`` (``make test-compile``); one backbone per family is
+compiled with Inductor in the default suite."""
+import pytest
+import torch
+
+from mmbackbones import build_backbone, list_variants
+from mmbackbones.deploy import FOLDABLE_NORMS, fuse
+
+VARIANTS = sorted(list_variants())
+ONE_PER_FAMILY = ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim', 'ResNet-18',
+                  'MobileNetV3-small', 'EfficientNet-B0']
+
+
+def with_statistics(name, **kwargs):
+    """A backbone in eval mode with non-trivial norm statistics and affine terms."""
+    torch.manual_seed(0)
+    model = build_backbone(name, out_indices=(0, 1, 2, 3, 4), **kwargs).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
+def assert_close_relative(got, expected, rel):
+    for level, (a, b) in enumerate(zip(got, expected)):
+        scale = b.abs().max().item()
+        err = (a.float() - b.float()).abs().max().item()
+        assert err <= rel * scale, f'level {level}: max error {err:.3g} > {rel} x {scale:.3g}'
+
+
+@pytest.mark.parametrize('name', VARIANTS)
+def test_fused_equals_unfused(name):
+    model = with_statistics(name)
+    fused = fuse(model)
+    assert not any(isinstance(m, FOLDABLE_NORMS) for m in fused.modules())
+    assert any(isinstance(m, FOLDABLE_NORMS) for m in model.modules())  # a copy
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        assert_close_relative(fused(x), model(x), rel=1e-5)
+
+
+def test_fuse_folds_frozen_bn_too():
+    model = with_statistics('Darknet-19', norm_cfg=dict(type='FrozenBN'))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_relative(fuse(model)(x), model(x), rel=1e-5)
+
+
+@pytest.mark.parametrize('name', VARIANTS)
+def test_channels_last_and_bf16(name):
+    model = with_statistics(name)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        last = model.to(memory_format=torch.channels_last)
+        got = last(x.contiguous(memory_format=torch.channels_last))
+        assert_close_relative(got, expected, rel=1e-4)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            half = model(x)
+    assert all(h.dtype == torch.bfloat16 for h in half)
+    assert_close_relative(half, expected, rel=0.1)
+
+
+@pytest.mark.parametrize('name', VARIANTS)
+def test_dynamo_captures_one_graph(name):
+    """fullgraph=True: any graph break is an error (tracing only, no codegen)."""
+    torch._dynamo.reset()
+    model = with_statistics(name)
+    compiled = torch.compile(model, fullgraph=True, backend='eager')
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_relative(compiled(x), model(x), rel=1e-6)
+
+
+def compile_and_check(name, train: bool):
+    torch._dynamo.reset()
+    model = with_statistics(name)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_relative(compiled(x), model(x), rel=1e-4)
+    if train:
+        model.train()
+        out = compiled(x)
+        sum(o.float().mean() for o in out).backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize('name', ONE_PER_FAMILY)
+def test_inductor_compile_one_per_family(name):
+    compile_and_check(name, train=name == 'Darknet-19')
+
+
+@pytest.mark.compile_all
+@pytest.mark.parametrize('name', sorted(set(VARIANTS) - set(ONE_PER_FAMILY)))
+def test_inductor_compile_every_variant(name):
+    compile_and_check(name, train=False)
+
+
+@pytest.mark.parametrize('name', VARIANTS)
+def test_onnx_export_matches_pytorch(name, tmp_path):
+    import onnxruntime
+    model = fuse(with_statistics(name))
+    x = torch.randn(1, 3, 64, 96)
+    path = tmp_path / 'model.onnx'
+    torch.onnx.export(model, (x, ), str(path), dynamo=False, opset_version=17,
+                      input_names=['image'], output_names=[f'level{i}' for i in range(5)],
+                      dynamic_axes={'image': {0: 'batch', 2: 'height', 3: 'width'}})
+    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    y = torch.randn(2, 3, 96, 64)  # another shape: the axes are dynamic
+    got = session.run(None, {'image': y.numpy()})
+    with torch.no_grad():
+        expected = model(y)
+    assert_close_relative([torch.from_numpy(g) for g in got], expected, rel=1e-4)

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Convert an mmbackbones MMPretrain checkpoint to Detectron2's key layout, for
+``DetectionCheckpointer`` / ``MODEL.WEIGHTS``:
+
+    python tools/convert_to_detectron2.py releases/vovnet39_imagenet-1a2b3c4d.pth \\
+        checkpoints/vovnet39_d2.pth --arch fpn
+
+``--arch fpn`` (FPN builders: keys under ``backbone.bottom_up.body.``) or ``plain``
+(``build_mmbackbones_backbone``: ``backbone.body.``). Only the backbone is kept;
+every one of its tensors is written, and a file without backbone weights is refused.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+D2_PREFIX = {'fpn': 'backbone.bottom_up.body.', 'plain': 'backbone.body.'}
+
+
+def convert(src: str, dst: str, arch: str = 'fpn', prefix: str = 'backbone.') -> int:
+    import io
+
+    import torch
+
+    from mmbackbones.checkpoint import CheckpointError, extract_state_dict, safe_load
+    from mmbackbones.engine.atomic_io import atomic_write
+    state = extract_state_dict(safe_load(src))
+    weights = {D2_PREFIX[arch] + k[len(prefix):]: v for k, v in state.items()
+               if k.startswith(prefix) and isinstance(v, torch.Tensor)}
+    if not weights:
+        raise CheckpointError(f'no key of {src} starts with {prefix!r}: not a checkpoint '
+                              f'of an mmbackbones classifier?')
+    buffer = io.BytesIO()
+    torch.save({'model': weights, '__author__': 'mmbackbones', 'matching_heuristics': False},
+               buffer)
+    atomic_write(buffer.getvalue(), dst)
+    return len(weights)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    parser.add_argument('--arch', choices=sorted(D2_PREFIX), default='fpn')
+    parser.add_argument('--prefix', default='backbone.',
+                        help="prefix of the backbone in the source ('backbone.')")
+    args = parser.parse_args(argv)
+    count = convert(args.src, args.dst, args.arch, args.prefix)
+    print(f'wrote {count} backbone tensors to {args.dst} under {D2_PREFIX[args.arch]!r}')
+
+
+if __name__ == '__main__':
+    main()
