@@ -54,8 +54,9 @@ def finetune(work_dir: str, pretrained) -> dict:
     train_tool.main([DET_CONFIG, '--work-dir', work_dir, '--cfg-options', init])
     last = max(glob.glob(osp.join(work_dir, 'epoch_*.pth')), key=osp.getmtime)
     metrics = test_tool.main([DET_CONFIG, last, '--work-dir', work_dir])
-    return dict(checkpoint=last, mAP=metrics['coco/bbox_mAP'],
-                mAP50=metrics['coco/bbox_mAP_50'], minutes=(time.time() - start) / 60)
+    # CocoMetric reports nothing when the detector finds nothing: that is mAP 0
+    return dict(checkpoint=last, mAP=metrics.get('coco/bbox_mAP', 0.0),
+                mAP50=metrics.get('coco/bbox_mAP_50', 0.0), minutes=(time.time() - start) / 60)
 
 
 def main(argv=None) -> int:
