@@ -64,6 +64,19 @@ def test_frozen_stages_and_gradients(variant):
             assert param.grad is None, name
 
 
+@pytest.mark.parametrize('name', ['Darknet-19', 'VoVNet-19-slim', 'ResNet-18', 'MobileNetV2'])
+@pytest.mark.parametrize('frozen', [0, 2, 4])
+def test_frozen_stages_covers_exactly_levels_up_to_k(name, frozen):
+    model = build_backbone(name, frozen_stages=frozen)
+    model.train()
+    for index, level in enumerate(model.level_names):
+        grads = {p.requires_grad for p in getattr(model, level).parameters()}
+        assert grads == {index > frozen}, (level, grads)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
+        p.numel() for level in model.level_names[frozen + 1:]
+        for p in getattr(model, level).parameters())
+
+
 def test_norm_eval_keeps_every_norm_in_eval(variant):
     model = build(variant, norm_eval=True)
     model.train()

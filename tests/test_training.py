@@ -142,11 +142,13 @@ def test_killed_run_resumes_to_the_same_weights(digits_root, tmp_path):
         safe_load(str(ckpt))
 
     result = run_tool(['tools/train.py', path, '--work-dir', str(killed), '--resume'])
-    assert 'resumed epoch' in result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    assert 'resumed epoch' in log
     a, b = final_weights(straight, epochs), final_weights(killed, epochs)
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0,
+                                   msg=f'{key} (killed after {written}); {log[-1500:]}')
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):

@@ -45,7 +45,7 @@ class AtomicLocalBackend(LocalBackend):
 
 
 def install_atomic_local_backend() -> None:
-    register_backend('local', AtomicLocalBackend, force=True)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
     # drop cached plain local backends created before this call
     for key in [k for k, v in mmengine_io.backend_instances.items()
                 if type(v) is LocalBackend]:

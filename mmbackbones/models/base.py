@@ -86,7 +86,7 @@ class BaseBackbone(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  norm_cfg: Optional[dict] = None,
-                 act_cfg: Optional[dict] = dict(type='ReLU', inplace=True),
+                 act_cfg: Optional[dict] = dict(type='ReLU'),
                  in_channels: int = 3,
                  with_cp: bool = False,
                  drop_path_rate: float = 0.0,

@@ -49,8 +49,17 @@ def build_norm(norm_cfg: dict, channels: int) -> nn.Module:
     return build_norm_layer(cfg, channels)[1]
 
 
+#: activations that may overwrite their input: in a conv unit nothing else reads it
+INPLACE_ACTIVATIONS = ('ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'SiLU')
+
+
 def build_act(act_cfg: Optional[dict]) -> nn.Module:
-    return nn.Identity() if act_cfg is None else build_activation_layer(dict(act_cfg))
+    if act_cfg is None:
+        return nn.Identity()
+    cfg = dict(act_cfg)
+    if cfg['type'] in INPLACE_ACTIVATIONS:
+        cfg.setdefault('inplace', True)
+    return build_activation_layer(cfg)
 
 
 class ConvNormAct(nn.Sequential):
