@@ -53,6 +53,7 @@ def trained(digits_root, tmp_path_factory):
     return config, str(work), str(work / 'epoch_2.pth')
 
 
+@pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_every_loading_path_refuses_code(malicious, trained, tmp_path):
     path, marker = malicious
     config, _, _ = trained
@@ -78,6 +79,7 @@ def test_every_loading_path_refuses_code(malicious, trained, tmp_path):
     assert not marker.exists(), 'code in the checkpoint ran'
 
 
+@pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_corrupt_checkpoint_is_a_clear_error(corrupt, trained, tmp_path):
     config, _, _ = trained
     with pytest.raises(CheckpointError, match='cannot read checkpoint'):
@@ -88,6 +90,7 @@ def test_corrupt_checkpoint_is_a_clear_error(corrupt, trained, tmp_path):
         safe_load(str(tmp_path / 'nope.pth'))
 
 
+@pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_own_checkpoints_load_everywhere_without_env_vars(trained, tmp_path):
     config, work, ckpt = trained
     assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in os.environ
@@ -110,6 +113,7 @@ def test_own_checkpoints_load_everywhere_without_env_vars(trained, tmp_path):
     assert result.returncode == 0
 
 
+@pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_publish_keeps_weights_only_with_a_hash(trained, tmp_path):
     _, _, ckpt = trained
     out = publish_checkpoint(ckpt, str(tmp_path / 'vovnet_digits.pth'))
@@ -137,6 +141,7 @@ def test_publish_prefers_ema_weights(tmp_path):
     assert release['meta']['ema'] and torch.equal(release['state_dict']['w'], torch.ones(2))
 
 
+@pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_wrong_prefix_or_architecture_is_refused(trained):
     _, _, ckpt = trained
     with pytest.raises(CheckpointError, match=r"prefix 'body\.' matches none.*'backbone\.'"):
@@ -147,6 +152,7 @@ def test_wrong_prefix_or_architecture_is_refused(trained):
         load_weights(build_backbone('VoVNet-19-slim'), ckpt)  # forgot the prefix
 
 
+@pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_bad_config_inputs_fail_early(digits_root, tmp_path):
     config = write_small_config(tmp_path, str(tmp_path / 'no_such_folder'))
     result = run_tool(['tools/train.py', config], check=False)

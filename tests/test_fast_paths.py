@@ -91,6 +91,7 @@ def compile_and_check(name, train: bool):
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ONE_PER_FAMILY)
 def test_inductor_compile_one_per_family(name):
     compile_and_check(name, train=name == 'Darknet-19')

@@ -32,6 +32,7 @@ class Recorder(Hook):
         self.losses.append(float(outputs['loss']))
 
 
+@pytest.mark.slow
 def test_short_run_of_the_full_recipe(digits_root, tmp_path):
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     import train as train_tool
@@ -88,6 +89,7 @@ class RankProbeHook(Hook):
 '''
 
 
+@pytest.mark.slow
 def test_two_process_cpu_training_and_resume(digits_root, tmp_path):
     (tmp_path / 'rankprobe.py').write_text(RANK_PROBE)
     extra = ("custom_imports = dict(imports=['mmbackbones', 'rankprobe'])\n"
@@ -116,11 +118,19 @@ def test_two_process_cpu_training_and_resume(digits_root, tmp_path):
     meta = safe_load(str(work / 'epoch_2.pth'))['meta']
     assert (meta['epoch'], meta['iter']) == (2, 8)
 
+    # and a 2-process evaluation of it
+    result = run_tool(['tools/dist_test.sh', path, str(work / 'epoch_2.pth'), '2',
+                       '--work-dir', str(work / 'test'), '--out', str(work / 'metrics.json')],
+                      env=dict(env, PORT=str(free_port())))
+    import json
+    assert 0 <= json.loads((work / 'metrics.json').read_text())['accuracy/top1'] <= 100
+
 
 def final_weights(work_dir, epoch):
     return safe_load(osp.join(work_dir, f'epoch_{epoch}.pth'))['state_dict']
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(digits_root, tmp_path):
     epochs = 4
     path = write_small_config(tmp_path, digits_root, images=96, batch=32, epochs=epochs)

@@ -46,7 +46,8 @@ def main(argv=None) -> dict:
     cfg = prepare_config(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    if args.out:
+    from mmengine.dist import is_main_process
+    if args.out and is_main_process():
         import json
         with open(args.out, 'w') as f:
             json.dump(metrics, f, indent=2)
