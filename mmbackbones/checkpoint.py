@@ -111,8 +111,7 @@ def load_weights(model: nn.Module, checkpoint: Union[str, dict],
                                   f'keys of {source}; its keys start with {roots}')
         state_dict = selected
     name = type(model).__name__
-    if hasattr(model, 'dropped_head_keys'):
-        model.dropped_head_keys = []
+    model.__dict__.pop('dropped_head_keys', None)  # set again by a torchvision port's hook
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # shape mismatches, one line each

@@ -7,7 +7,7 @@ which every downstream scope (MMDetection, MMPretrain) falls back to, so
 ``type='VoVNet'`` works unscoped there after ``custom_imports``. Names another
 package owns (``RESERVED_NAMES``) stay in our scope only: we never shadow them.
 """
-from typing import Callable, Type, TypeVar
+from typing import TypeVar
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS

@@ -2,17 +2,14 @@
 import hashlib
 import os
 import os.path as osp
-import pickle
 
 import pytest
 import torch
-from mmengine.config import Config
 
-import mmbackbones
 from mmbackbones import CheckpointError, build_backbone, load_weights
 from mmbackbones.checkpoint import safe_load
 from mmbackbones.publish import publish_checkpoint
-from training_utils import ROOT, run_tool, write_small_config
+from training_utils import run_tool, write_small_config
 
 
 class RunsCode:

@@ -1,6 +1,5 @@
 """Parameter and FLOP counts against the reference table of DESIGN.md, and the
 README's size table against what tools/get_flops.py measures."""
-import re
 from pathlib import Path
 
 import pytest

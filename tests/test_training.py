@@ -1,6 +1,5 @@
 """Training through MMEngine on the embedded demo data: the recipe's pipeline,
 CPU distributed training, resuming, and atomic checkpoints."""
-import glob
 import math
 import os
 import os.path as osp
@@ -11,7 +10,6 @@ import time
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from mmbackbones.checkpoint import safe_load
@@ -119,7 +117,7 @@ def test_two_process_cpu_training_and_resume(digits_root, tmp_path):
     assert (meta['epoch'], meta['iter']) == (2, 8)
 
     # and a 2-process evaluation of it
-    result = run_tool(['tools/dist_test.sh', path, str(work / 'epoch_2.pth'), '2',
+    run_tool(['tools/dist_test.sh', path, str(work / 'epoch_2.pth'), '2',
                        '--work-dir', str(work / 'test'), '--out', str(work / 'metrics.json')],
                       env=dict(env, PORT=str(free_port())))
     import json

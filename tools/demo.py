@@ -22,41 +22,41 @@ DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'retinanet_vovnet19slim_digits.py
 TARGET_TOP1 = 95.0
 
 
-def pretrain(work_dir: str) -> dict:
+def train_and_test(config: str, work_dir: str, *train_args: str):
+    """Train ``config`` with tools/train.py, evaluate its last checkpoint with
+    tools/test.py; returns (checkpoint, metrics, minutes)."""
     import test as test_tool
     import train as train_tool
+    start = time.time()
+    train_tool.main([config, '--work-dir', work_dir, *train_args])
+    last = max(glob.glob(osp.join(work_dir, 'epoch_*.pth')), key=osp.getmtime)
+    metrics = test_tool.main([config, last, '--work-dir', work_dir])
+    return last, metrics, (time.time() - start) / 60
 
+
+def pretrain(work_dir: str) -> dict:
     from mmbackbones.datasets import make_digits_classification
     from mmbackbones.publish import publish_checkpoint
     counts = make_digits_classification(osp.join(ROOT, 'data', 'digits'))
     print(f'[demo] classification data: data/digits ({counts["train"]} train, '
           f'{counts["val"]} val images)', flush=True)
-    start = time.time()
-    train_tool.main([CLS_CONFIG, '--work-dir', work_dir])
-    last = max(glob.glob(osp.join(work_dir, 'epoch_*.pth')), key=osp.getmtime)
-    metrics = test_tool.main([CLS_CONFIG, last, '--work-dir', work_dir])
+    last, metrics, minutes = train_and_test(CLS_CONFIG, work_dir)
     release = publish_checkpoint(last, osp.join(ROOT, 'work_dirs', 'releases',
                                                 'vovnet19slim_digits.pth'))
     return dict(checkpoint=last, release=release, top1=metrics['accuracy/top1'],
-                top5=metrics['accuracy/top5'], minutes=(time.time() - start) / 60)
+                top5=metrics['accuracy/top5'], minutes=minutes)
 
 
 def finetune(work_dir: str, pretrained) -> dict:
     """Train the demo detector from ``pretrained`` (None: random backbone), test it."""
-    import test as test_tool
-    import train as train_tool
-
     from mmbackbones.datasets import make_digits_detection
     make_digits_detection(osp.join(ROOT, 'data', 'digits_det'))
     init = (f'model.backbone.init_cfg.checkpoint={pretrained}' if pretrained
             else 'model.backbone.init_cfg=None')
-    start = time.time()
-    train_tool.main([DET_CONFIG, '--work-dir', work_dir, '--cfg-options', init])
-    last = max(glob.glob(osp.join(work_dir, 'epoch_*.pth')), key=osp.getmtime)
-    metrics = test_tool.main([DET_CONFIG, last, '--work-dir', work_dir])
+    last, metrics, minutes = train_and_test(DET_CONFIG, work_dir, '--cfg-options', init)
     # CocoMetric reports nothing when the detector finds nothing: that is mAP 0
     return dict(checkpoint=last, mAP=metrics.get('coco/bbox_mAP', 0.0),
-                mAP50=metrics.get('coco/bbox_mAP_50', 0.0), minutes=(time.time() - start) / 60)
+                mAP50=metrics.get('coco/bbox_mAP_50', 0.0), minutes=minutes)
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,7 @@
 import difflib
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List
 
 import torch
 from mmengine.config import Config
@@ -97,7 +97,7 @@ def dataset_folders(cfg: Config) -> List[str]:
     return [f for f in folders if f]
 
 
-def check_dataset_folders(cfg: Config, hint: Optional[str] = None) -> None:
+def check_dataset_folders(cfg: Config) -> None:
     missing = [f for f in dataset_folders(cfg) if not osp.exists(f)]
     if missing:
         raise FileNotFoundError(

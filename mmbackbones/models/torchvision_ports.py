@@ -7,14 +7,14 @@ format its ``weights`` download) loads directly: keys are renamed to ours on
 load, the classifier head is set aside, and anything else must match.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torchvision.models as tvm
 from torch import nn
 
 from ..registry import register_backbone
 from .base import BaseBackbone, Level, select_variant
-from .layers import NORM_TYPES, build_norm
+from .layers import build_norm
 
 RESNET_TAPS = (('conv1', 'bn1', 'relu'), ('maxpool', 'layer1'), ('layer2', ),
                ('layer3', ), ('layer4', ))
