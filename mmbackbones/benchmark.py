@@ -9,12 +9,12 @@ import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .deploy import fuse
+from .deploy import deploy
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Setting:
     dtype: str = 'fp32'                 # 'fp32' or 'bf16' (autocast)
     channels_last: bool = False
     compile: bool = False
-    fused: bool = False                 # inference only
+    fused: bool = False                 # inference through deploy() (BN folded)
     device: str = 'cpu'
 
     def __post_init__(self):
@@ -74,8 +74,10 @@ def make_step(model: nn.Module, setting: Setting) -> Callable[[], None]:
     if setting.mode == 'infer':
         model.eval()
         if setting.fused:
-            model = fuse(model, inplace=True)
-        runner = torch.compile(model, fullgraph=True) if setting.compile else model
+            runner = deploy(model, channels_last=setting.channels_last,
+                            compile=setting.compile, inplace=True)
+        else:
+            runner = torch.compile(model, fullgraph=True) if setting.compile else model
 
         def step():
             with torch.no_grad(), autocast:
@@ -110,28 +112,34 @@ def saved_activation_mb(step: Callable[[], None]) -> float:
     return total / 2**20
 
 
-def compare(models: Dict[str, nn.Module], setting: Setting, repeats: int = 7,
+def compare(runs: Dict[str, Tuple[nn.Module, Setting]], repeats: int = 7,
             iters: int = 3, warmup: int = 2) -> Dict[str, Result]:
-    """Time every model under ``setting``, alternating between them."""
-    steps = {name: make_step(model, setting) for name, model in models.items()}
-    results = {name: Result(name) for name in models}
+    """Time every ``(model, setting)`` run, alternating between them. The runs
+    share mode, batch and device so that their throughputs compare."""
+    settings = [setting for _, setting in runs.values()]
+    shared = {(s.mode, s.batch, tuple(s.shape), s.device) for s in settings}
+    if len(shared) != 1:
+        raise ValueError(f'runs to compare must share mode, batch, shape and device, got {shared}')
+    device = settings[0].device
+    steps = {name: make_step(model, setting) for name, (model, setting) in runs.items()}
+    results = {name: Result(name) for name in runs}
     for name, step in steps.items():
-        if setting.device.startswith('cuda'):
+        if device.startswith('cuda'):
             torch.cuda.reset_peak_memory_stats()
         for _ in range(warmup):
             step()
-        _sync(setting.device)
-        if setting.device.startswith('cuda'):
+        _sync(device)
+        if device.startswith('cuda'):
             results[name].peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20
-        elif setting.mode == 'train':
+        elif settings[0].mode == 'train':
             results[name].peak_memory_mb = saved_activation_mb(step)
     for _ in range(repeats):
         for name, step in steps.items():
-            _sync(setting.device)
+            _sync(device)
             start = time.perf_counter()
             for _ in range(iters):
                 step()
-            _sync(setting.device)
+            _sync(device)
             results[name].step_times.append((time.perf_counter() - start) / iters)
     return results
 

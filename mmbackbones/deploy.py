@@ -1,5 +1,7 @@
-"""Inference-time folding: every BatchNorm (or frozen BN) that directly follows a
-convolution is folded into that convolution's weight and bias.
+"""Inference deployment: :func:`fuse` folds every BatchNorm (or frozen BN) that
+directly follows a convolution into that convolution's weight and bias;
+:func:`deploy` adds what else pays on the inference path (channels-last weights,
+frozen parameters, optionally an Inductor compile that treats them as constants).
 
 Pairs are found structurally, without a forward pass: adjacent ``(Conv2d, BN)``
 children of a Sequential (our conv units, torchvision's Conv2dNormActivation and
@@ -8,7 +10,7 @@ ResNet blocks).
 """
 import copy
 import re
-from typing import Iterator, Tuple
+from typing import Iterator, Tuple, Union
 
 import torch
 from torch import nn
@@ -51,4 +53,25 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
         for conv, norm, name in list(_pairs(module)):
             fold_norm(conv, norm)
             setattr(module, name, nn.Identity())
+    return model
+
+
+def deploy(model: nn.Module, channels_last: bool = True, compile: bool = False,
+           inplace: bool = False) -> Union[nn.Module, 'torch._dynamo.OptimizedModule']:
+    """The inference form of ``model``: BN folded (:func:`fuse`), parameters
+    frozen, weights in channels-last (oneDNN's native layout on CPU, and the
+    tensor-core layout on GPU: no reorders around each convolution), and with
+    ``compile=True`` an Inductor compile with freezing, which prepacks weights
+    and fuses activations and residual adds into the convolutions.
+
+    Inputs may stay in the default layout; outputs are then channels-last
+    tensors with equal values. Run the result under ``torch.no_grad()`` or
+    ``torch.inference_mode()``: Inductor freezes parameters only there.
+    """
+    model = fuse(model, inplace=inplace)
+    model.requires_grad_(False)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if compile:
+        return torch.compile(model, fullgraph=True, options={'freezing': True})
     return model

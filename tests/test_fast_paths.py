@@ -1,4 +1,4 @@
-"""Inference fusion, channels-last, bf16 autocast, torch.compile and ONNX export,
+"""Inference fusion and deployment, in-place residual adds, channels-last, bf16 autocast, torch.compile and ONNX export,
 for every registered variant (small inputs). Inductor compiles of every variant
 are marked ``compile_all`` (``make test-compile``); one backbone per family is
 compiled with Inductor in the default suite."""
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmbackbones import build_backbone, list_variants
-from mmbackbones.deploy import FOLDABLE_NORMS, fuse
+from mmbackbones.deploy import FOLDABLE_NORMS, deploy, fuse
 
 VARIANTS = sorted(list_variants())
 ONE_PER_FAMILY = ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim', 'ResNet-18',
@@ -49,6 +49,46 @@ def test_fuse_folds_frozen_bn_too():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert_close_relative(fuse(model)(x), model(x), rel=1e-5)
+
+
+@pytest.mark.parametrize('name', VARIANTS)
+def test_deployed_equals_eager(name):
+    """deploy(): BN folded, frozen, channels-last weights; NCHW input accepted."""
+    model = with_statistics(name)
+    deployed = deploy(model)
+    assert not any(p.requires_grad for p in deployed.parameters())
+    assert all(p.is_contiguous(memory_format=torch.channels_last)
+               for p in deployed.parameters() if p.dim() == 4)
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        assert_close_relative(deployed(x), model(x), rel=1e-4)
+
+
+@pytest.mark.parametrize('name', ['Darknet-53', 'CSPDarknet-19', 'VoVNet-19'])
+def test_residual_adds_in_place_only_without_autograd(name):
+    """Without autograd the residual add reuses the block's output; the values
+    equal the out-of-place add, and training still back-propagates."""
+    model = with_statistics(name)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        in_place = model(x)
+    out_of_place = model(x)  # autograd on
+    for a, b in zip(in_place, out_of_place):
+        assert torch.equal(a, b.detach())
+    model.train()
+    sum(o.mean() for o in model(x)).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['Darknet-19', 'VoVNet-19-slim'])
+def test_deploy_compiled_with_frozen_weights(name):
+    torch._dynamo.reset()
+    model = with_statistics(name)
+    compiled = deploy(model, compile=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_relative(compiled(x), model(x), rel=1e-4)
 
 
 @pytest.mark.parametrize('name', VARIANTS)

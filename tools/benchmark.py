@@ -5,11 +5,18 @@ inference on or off -- side by side with a reference in the same process.
 
     python tools/benchmark.py Darknet-53 --args "act_cfg={'type': 'LeakyReLU', 'negative_slope': 0.1}"
     python tools/benchmark.py ResNet-50 --mode train --batch 16
-    python tools/benchmark.py VoVNet-39 --against fused      # fused vs unfused
+    python tools/benchmark.py VoVNet-39 --fuse --against unfused
+    python tools/benchmark.py VoVNet-39 --fuse --channels-last --compile --against eager
     python tools/benchmark.py configs/vovnet39_imagenet.py --against none
 
-The reference (``--against reference``, default) is timm's model of the same
-architecture (Darknet-53) or torchvision's (the ports), cut to the backbone.
+``--against`` picks the side-by-side run: ``reference`` (default) is timm's model
+of the same architecture (Darknet-53) or torchvision's (the ports), cut to the
+backbone, under the same settings (never fused); ``unfused`` is ours under the
+same settings without ``--fuse``; ``eager`` is ours as ``model.eval()`` gives it
+(fp32 autocast off, NCHW, unfused, not compiled) -- the path a user starts from.
+``--fuse`` runs inference through ``mmbackbones.deploy.deploy``: BN folded, and
+with ``--channels-last`` / ``--compile`` channels-last weights and an Inductor
+compile with frozen parameters.
 Reported: median and min..max per-step time over the repeats, images/s, the
 ratio of throughputs (ours / reference, > 1 = ours faster) and peak memory
 (CUDA: allocated; CPU training: activations saved for backward).
@@ -19,6 +26,7 @@ import copy
 import os.path as osp
 import platform
 import sys
+from dataclasses import replace
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -34,8 +42,9 @@ def parse_args(argv=None):
     parser.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32')
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--compile', action='store_true', help='torch.compile(fullgraph=True)')
-    parser.add_argument('--fuse', action='store_true', help='fold BatchNorm (inference)')
-    parser.add_argument('--against', choices=['reference', 'fused', 'none'],
+    parser.add_argument('--fuse', action='store_true',
+                        help='inference through mmbackbones.deploy.deploy (BN folded)')
+    parser.add_argument('--against', choices=['reference', 'unfused', 'eager', 'none'],
                         default='reference')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--iters', type=int, default=3)
@@ -43,6 +52,13 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
+    if args.against == 'unfused' and not (args.fuse and args.mode != 'train'):
+        parser.error('--against unfused compares fused inference: add --fuse '
+                     '(and --mode infer or both)')
+    if args.against == 'eager' and not (args.fuse or args.channels_last or args.compile
+                                        or args.dtype != 'fp32'):
+        parser.error('--against eager needs a faster path to compare: '
+                     '--fuse, --channels-last, --compile or --dtype bf16')
     args.shape = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
     return args
 
@@ -64,6 +80,15 @@ def build_ours(args):
     return build_backbone(name, **comparable), name, kwargs
 
 
+def describe(who: str, setting) -> str:
+    """``ours (fused, channels-last, compiled, bf16)``: what a run was."""
+    tags = [tag for tag, on in (('fused', setting.fused),
+                                ('channels-last', setting.channels_last),
+                                ('compiled', setting.compile),
+                                ('bf16', setting.dtype == 'bf16')) if on]
+    return f"{who} ({', '.join(tags)})" if tags else f'{who} (eager)'
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -83,26 +108,26 @@ def main(argv=None):
     modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
     rows = []
     for mode in modes:
-        models = {'ours': copy.deepcopy(ours)}
-        fused = args.fuse and mode == 'infer'
+        setting = Setting(mode=mode, batch=args.batch, shape=args.shape, dtype=args.dtype,
+                          channels_last=args.channels_last, compile=args.compile,
+                          fused=args.fuse and mode == 'infer', device=args.device)
+        runs = {describe('ours', setting): (copy.deepcopy(ours), setting)}
         if args.against == 'reference':
             ref = reference_model(name, kwargs) if name else None
             if ref is None:
                 raise SystemExit(f'no identical reference for {args.target}; '
-                                 f'use --against fused or none')
-            models['reference'] = ref
-        elif args.against == 'fused':
-            if mode == 'train':
-                continue
-            models = {'fused': copy.deepcopy(ours), 'unfused': copy.deepcopy(ours)}
-        setting = Setting(mode=mode, batch=args.batch, shape=args.shape, dtype=args.dtype,
-                          channels_last=args.channels_last, compile=args.compile,
-                          fused=fused, device=args.device)
-        if args.against == 'fused':
-            from mmbackbones.deploy import fuse
-            models['fused'] = fuse(models['fused'])
-            setting = Setting(**{**setting.__dict__, 'fused': False})
-        results = compare(models, setting, args.repeats, args.iters, args.warmup)
+                                 f'use --against unfused, eager or none')
+            ref_setting = replace(setting, fused=False)
+            runs[describe('reference', ref_setting)] = (ref, ref_setting)
+        elif args.against == 'unfused':
+            if not setting.fused:
+                continue  # training has no fused form
+            runs[describe('ours', replace(setting, fused=False))] = (
+                copy.deepcopy(ours), replace(setting, fused=False))
+        elif args.against == 'eager':
+            eager = Setting(mode=mode, batch=args.batch, shape=args.shape, device=args.device)
+            runs[describe('ours', eager)] = (copy.deepcopy(ours), eager)
+        results = compare(runs, args.repeats, args.iters, args.warmup)
         first, *others = list(results.values())
         for result in results.values():
             ratio = (f'{result.throughput(args.batch) / others[0].throughput(args.batch):.3f}'

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..registry import register_backbone
 from .base import BaseBackbone, Level, select_variant
+from .layers import add_residual
 
 STEM_CHANNELS = 32
 STAGE_CHANNELS = (64, 128, 256, 512, 1024)
@@ -32,7 +33,7 @@ class DarknetBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.conv2(self.conv1(x)))
+        return add_residual(self.drop_path(self.conv2(self.conv1(x))), x)
 
 
 class CSPStage(nn.Module):

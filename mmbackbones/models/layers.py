@@ -62,6 +62,16 @@ def build_act(act_cfg: Optional[dict]) -> nn.Module:
     return build_activation_layer(cfg)
 
 
+def add_residual(out: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    """``out + identity``; in place when autograd is off, where ``out`` is the
+    block's fresh output that nothing else holds. That saves an allocation and a
+    pass over memory per block (4 % of Darknet-53's CPU inference); with autograd
+    on, the in-place activation before it must keep its output for backward."""
+    if torch.is_grad_enabled():
+        return out + identity
+    return out.add_(identity)
+
+
 class ConvNormAct(nn.Sequential):
     """Conv (no bias) -> norm -> activation, the unit of every family here. A
     Sequential, so that :func:`mmbackbones.deploy.fuse` folds it like any other."""

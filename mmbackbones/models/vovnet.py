@@ -12,7 +12,7 @@ from torch import nn
 
 from ..registry import register_backbone
 from .base import BaseBackbone, Level, select_variant
-from .layers import EffectiveSE
+from .layers import EffectiveSE, add_residual
 
 STEM_CHANNELS = (64, 64, 128)
 
@@ -64,7 +64,7 @@ class OSAModule(nn.Module):
         for layer in self.layers:
             features.append(layer(features[-1]))
         out = self.ese(self.concat_conv(torch.cat(features, dim=1)))
-        return x + self.drop_path(out) if self.residual else out
+        return add_residual(self.drop_path(out), x) if self.residual else out
 
 
 @register_backbone
