@@ -4,6 +4,7 @@ from .api import build_backbone, list_backbones, list_variants
 from .models import (BaseBackbone, CSPDarknet, Darknet, EfficientNet, MobileNetV2,
                      MobileNetV3, ResNet, ResNeXt, VoVNet, WideResNet)
 from .checkpoint import CheckpointError, load_weights
+from .deploy import deploy, fuse
 from .checkpoint import install as _install_safe_loading
 from .engine import install_atomic_local_backend as _install_atomic_writes
 from .version import __version__
@@ -12,5 +13,5 @@ _install_safe_loading()
 _install_atomic_writes()
 
 __all__ = ['BaseBackbone', 'Darknet', 'CSPDarknet', 'VoVNet', 'ResNet', 'ResNeXt', 'WideResNet',
-           'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'build_backbone', 'load_weights', 'CheckpointError',
+           'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'build_backbone', 'load_weights', 'CheckpointError', 'deploy', 'fuse',
            'list_backbones', 'list_variants', '__version__']

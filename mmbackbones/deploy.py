@@ -10,7 +10,7 @@ ResNet blocks).
 """
 import copy
 import re
-from typing import Iterator, Tuple, Union
+from typing import Iterator, Tuple
 
 import torch
 from torch import nn
@@ -56,22 +56,39 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
+class FrozenCompiled(nn.Module):
+    """``module`` compiled by Inductor with its parameters frozen into the graph:
+    weights prepacked for oneDNN, activations and adds fused into the convolutions.
+    Compiles on the first call under ``torch.no_grad()``/``inference_mode()``;
+    changes to the weights after that call are not seen."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        # a compiled bound method, not an OptimizedModule: the weights stay
+        # registered once, under ``module.``
+        self._compiled = torch.compile(module.forward, fullgraph=True)
+
+    def forward(self, *args, **kwargs):
+        # Dynamo reads Inductor's global ``freezing`` flag while tracing, so
+        # ``torch.compile(options={'freezing': True})`` alone compiles unfrozen
+        with torch._inductor.config.patch(freezing=True):
+            return self._compiled(*args, **kwargs)
+
+
 def deploy(model: nn.Module, channels_last: bool = True, compile: bool = False,
-           inplace: bool = False) -> Union[nn.Module, 'torch._dynamo.OptimizedModule']:
+           inplace: bool = False) -> nn.Module:
     """The inference form of ``model``: BN folded (:func:`fuse`), parameters
     frozen, weights in channels-last (oneDNN's native layout on CPU, and the
     tensor-core layout on GPU: no reorders around each convolution), and with
-    ``compile=True`` an Inductor compile with freezing, which prepacks weights
-    and fuses activations and residual adds into the convolutions.
+    ``compile=True`` wrapped in :class:`FrozenCompiled`.
 
     Inputs may stay in the default layout; outputs are then channels-last
     tensors with equal values. Run the result under ``torch.no_grad()`` or
-    ``torch.inference_mode()``: Inductor freezes parameters only there.
+    ``torch.inference_mode()``.
     """
     model = fuse(model, inplace=inplace)
     model.requires_grad_(False)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    if compile:
-        return torch.compile(model, fullgraph=True, options={'freezing': True})
-    return model
+    return FrozenCompiled(model) if compile else model

@@ -88,7 +88,13 @@ def test_deploy_compiled_with_frozen_weights(name):
     compiled = deploy(model, compile=True)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert_close_relative(compiled(x), model(x), rel=1e-4)
+        expected = model(x)
+        assert_close_relative(compiled(x), expected, rel=1e-4)
+        # frozen: the weights were baked into the compiled graph at the first call
+        next(compiled.parameters()).mul_(2)
+        assert_close_relative(compiled(x), expected, rel=1e-4)
+        assert not torch.allclose(compiled.module(x)[-1], expected[-1])
+    assert not torch._inductor.config.freezing  # the global flag is left as it was
 
 
 @pytest.mark.parametrize('name', VARIANTS)
