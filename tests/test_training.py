@@ -148,15 +148,34 @@ def test_killed_run_resumes_to_the_same_weights(digits_root, tmp_path):
     assert 'epoch_1.pth' in written and f'epoch_{epochs}.pth' not in written, written
     for ckpt in killed.glob('*.pth'):  # whatever exists is complete
         safe_load(str(ckpt))
+    # the worst moment to be killed: after a checkpoint, before MMEngine's
+    # last_checkpoint pointer to it (at random it hit about one run in ten)
+    (killed / 'last_checkpoint').unlink(missing_ok=True)
+    latest = max(int(name[len('epoch_'):-len('.pth')]) for name in written)
 
     result = run_tool(['tools/train.py', path, '--work-dir', str(killed), '--resume'])
     log = result.stdout + result.stderr
-    assert 'resumed epoch' in log
+    assert f'resumed epoch: {latest},' in log
     a, b = final_weights(straight, epochs), final_weights(killed, epochs)
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0,
                                    msg=f'{key} (killed after {written}); {log[-1500:]}')
+
+
+def test_resume_takes_the_newest_checkpoint_not_just_the_pointer(tmp_path):
+    from mmbackbones.engine import latest_checkpoint
+    assert latest_checkpoint(str(tmp_path / 'missing')) is None
+    assert latest_checkpoint(str(tmp_path)) is None
+    for name in ('epoch_2.pth', 'epoch_10.pth', 'best_accuracy_epoch_11.pth', 'epoch_3.pth'):
+        (tmp_path / name).write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_3.pth'))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_10.pth')
+    elsewhere = tmp_path / 'out' / 'epoch_12.pth'  # CheckpointHook(out_dir=...)
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(elsewhere))
+    assert latest_checkpoint(str(tmp_path)) == str(elsewhere)
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):

@@ -2,7 +2,7 @@
 known incompatibilities)."""
 from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
 from .hooks import EpochSeedHook
-from .launch import prepare_config
+from .launch import latest_checkpoint, prepare_config
 
 __all__ = ['AtomicLocalBackend', 'install_atomic_local_backend', 'EpochSeedHook',
-           'prepare_config']
+           'latest_checkpoint', 'prepare_config']

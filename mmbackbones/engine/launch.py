@@ -2,7 +2,8 @@
 import difflib
 import os
 import os.path as osp
-from typing import List
+import re
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config
@@ -18,9 +19,12 @@ def prepare_config(cfg: Config, launcher: str = 'none') -> Config:
       model in DDP without device ids.
     * ``AmpOptimWrapper`` without CUDA (it asserts CUDA): fall back to fp32.
     * the model's backbone type and the dataset folders exist.
+    * ``resume=True`` without ``load_from`` resumes from :func:`latest_checkpoint`.
     """
     check_backbone_type(cfg)
     check_dataset_folders(cfg)
+    if cfg.get('resume') and not cfg.get('load_from') and cfg.get('work_dir'):
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
     cuda = torch.cuda.is_available()
     if launcher != 'none' and not cuda:
         if launcher != 'pytorch':
@@ -45,6 +49,37 @@ def prepare_config(cfg: Config, launcher: str = 'none') -> Config:
         if not cuda and cfg.get(loader) is not None:
             cfg[loader]['pin_memory'] = False
     return cfg
+
+
+CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
+
+
+def _step(path: str) -> int:
+    match = CHECKPOINT_NAME.fullmatch(osp.basename(path))
+    return int(match.group(1)) if match else -1
+
+
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest checkpoint a run in ``work_dir`` can resume from, or None.
+
+    MMEngine reads only its ``last_checkpoint`` pointer, which CheckpointHook
+    writes after the checkpoint itself: a run killed between the two writes
+    would resume from the checkpoint before (or from scratch). Checkpoints are
+    written atomically here, so every ``epoch_N.pth``/``iter_N.pth`` present is
+    complete and the highest N wins; the pointer still counts (it may name a
+    file in another ``out_dir``).
+    """
+    candidates = []
+    if osp.isdir(work_dir):
+        candidates = [osp.join(work_dir, name) for name in os.listdir(work_dir)
+                      if CHECKPOINT_NAME.fullmatch(name)]
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            target = f.read().strip()
+        if osp.isfile(target):
+            candidates.append(target)
+    return max(candidates, key=_step) if candidates else None
 
 
 def _init_gloo() -> None:
