@@ -174,3 +174,26 @@ def test_get_flops_on_a_detector_config_without_data(tmp_path):
     row = [line for line in result.stdout.splitlines() if 'faster-rcnn' in line][0]
     params, gmacs, gflops = (float(x) for x in row.strip('| ').split(' | ')[1:])
     assert 40 < params < 50 and gflops == pytest.approx(2 * gmacs, rel=1e-2)
+
+
+def test_deploy_folds_a_whole_yolov3(det_root):
+    """deploy() on a detector: backbone and neck (mmcv ConvModules with BN) fold,
+    and the head's raw outputs stay equal."""
+    from mmbackbones import deploy
+    from mmbackbones.deploy import FOLDABLE_NORMS
+    cfg = on_demo_data(Config.fromfile(osp.join(
+        ROOT, 'configs', 'detection', 'yolov3_darknet53_ms-608-273e_coco.py')), det_root)
+    model = build_detector(cfg).eval()
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # statistics that make folding matter
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    inputs = model.data_preprocessor(first_batch(cfg.val_dataloader), False)['inputs']
+    deployed = deploy(model)
+    assert any(isinstance(m, FOLDABLE_NORMS) for m in model.neck.modules())
+    assert not any(isinstance(m, FOLDABLE_NORMS) for m in deployed.modules())
+    with torch.no_grad():
+        expected = torch.cat([t.flatten() for t in model._forward(inputs)[0]])
+        got = torch.cat([t.flatten() for t in deployed._forward(inputs)[0]])
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()

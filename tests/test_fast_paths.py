@@ -44,6 +44,23 @@ def test_fused_equals_unfused(name):
         assert_close_relative(fused(x), model(x), rel=1e-5)
 
 
+@pytest.mark.parametrize('order', [('conv', 'norm', 'act'), ('norm', 'conv', 'act')])
+def test_fuse_follows_mmcv_conv_module_order(order):
+    """Detector necks and heads are built from mmcv's ConvModule (``conv``/``bn``
+    attributes): a norm before the conv must not be folded into it."""
+    from mmcv.cnn import ConvModule
+    torch.manual_seed(0)
+    block = ConvModule(8, 8, 3, padding=1, norm_cfg=dict(type='BN'), order=order).eval()
+    block.bn.running_mean.uniform_(-0.5, 0.5)
+    block.bn.running_var.uniform_(0.5, 2.0)
+    fused = fuse(block)
+    folded = not any(isinstance(m, FOLDABLE_NORMS) for m in fused.modules())
+    assert folded == (order[0] == 'conv')
+    x = torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        assert_close_relative([fused(x)], [block(x)], rel=1e-5)
+
+
 def test_fuse_folds_frozen_bn_too():
     model = with_statistics('Darknet-19', norm_cfg=dict(type='FrozenBN'))
     x = torch.randn(1, 3, 64, 64)
