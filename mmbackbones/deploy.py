@@ -27,8 +27,9 @@ def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
             if isinstance(a, nn.Conv2d) and isinstance(b, FOLDABLE_NORMS):
                 yield a, b, name
     named = dict(children)
-    order = getattr(module, 'order', ('conv', 'norm'))  # mmcv's ConvModule
-    if order.index('norm') < order.index('conv'):
+    order = getattr(module, 'order', None)  # mmcv's ConvModule: e.g. ('conv', 'norm', 'act')
+    if isinstance(order, tuple) and {'conv', 'norm'} <= set(order) \
+            and order.index('norm') < order.index('conv'):
         return  # the norm runs first: nothing to fold into the conv
     for name, norm in children:
         match = re.fullmatch(r'bn(\d*)', name)

@@ -33,8 +33,8 @@ def split_of(index: int) -> str:
 
 @contextmanager
 def _build_once(root: str):
-    """Yield a temporary folder to fill, then move it to ``root`` as a whole; a
-    complete ``root`` (marked) is kept and nothing is yielded."""
+    """Yield a temporary folder to fill, then mark it complete and move it to
+    ``root`` as a whole, replacing whatever incomplete tree was there."""
     parent = osp.dirname(osp.abspath(root))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix='.' + osp.basename(root) + '-')
