@@ -57,8 +57,10 @@ def format_row(name: str, c: Complexity) -> Tuple[str, str, str, str]:
     return (name, f'{c.params / 1e6:.2f}', f'{c.macs / 1e9:.3f}', f'{c.flops / 1e9:.2f}')
 
 
-def markdown_table(rows: Sequence[Tuple[str, ...]]) -> str:
-    header = ('backbone', 'params (M)', 'GMACs', 'GFLOPs (2 x MACs)')
+def markdown_table(rows: Sequence[Tuple[str, ...]], what: str = 'backbone') -> str:
+    """Rows of :func:`format_row`; ``what`` names the first column (a backbone,
+    or a whole model built from a config)."""
+    header = (what, 'params (M)', 'GMACs', 'GFLOPs (2 x MACs)')
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
     return '\n'.join(lines)

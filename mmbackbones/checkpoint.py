@@ -1,76 +1,181 @@
 """Loading checkpoints safely and strictly.
 
-* Safe: every load goes through ``torch.load(weights_only=True)``. MMEngine 0.10.7
-  never passes the flag, so under torch >= 2.6 its own Runner checkpoints (which
-  hold a ``HistoryBuffer`` and numpy scalars) fail to load. :func:`install` makes
-  MMEngine's local-file loader use :func:`safe_load`, which allows exactly those
-  plain-data types and nothing that could run code.
+* Safe: every load runs ``torch.load(weights_only=True)`` with an allow-list of
+  the plain-data types MMEngine's Runner checkpoints hold (``HistoryBuffer``, its
+  four statistics, numpy arrays and scalars under NumPy 1 and 2 names) and
+  nothing that could run code. torch's own switch for trusted files,
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, is honoured, with a warning.
+* Every source MMEngine resolves: local paths (``~`` too), URLs and the
+  ``torchvision://``, ``open-mmlab://``, ``mmcls://`` schemes go through MMEngine's
+  own :class:`~mmengine.runner.checkpoint.CheckpointLoader` and its cache, inside
+  :func:`safe_loading` (MMEngine's URL loader passes ``weights_only=False``).
 * Strict: :func:`load_weights` (and every backbone's ``init_cfg=Pretrained``)
   refuses a checkpoint that would leave any backbone tensor unloaded, instead of
   MMEngine's silent ``strict=False``.
 """
+import contextlib
+import functools
 import logging
+import os
 import os.path as osp
 import pickle
+import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
 from torch import nn
 
+PathLike = Union[str, 'os.PathLike[str]']
+TRUSTED_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+FORCE_SAFE_ENV = 'TORCH_FORCE_WEIGHTS_ONLY_LOAD'
+_TRUE = ('1', 'y', 'yes', 'true')
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded safely or does not fit the model."""
 
 
+#: the statistics MMEngine's HistoryBuffer pickles with every buffer, as
+#: ``getattr(HistoryBuffer, name)``; plain functions of the class
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_statistic(owner, name):
+    """Stands in for ``builtins.getattr`` while unpickling: the only attributes a
+    Runner checkpoint asks for are HistoryBuffer's statistics."""
+    if owner is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({getattr(owner, "__name__", owner)!r}, {name!r}) is not allowed: only '
+        f'HistoryBuffer statistics {HISTORY_BUFFER_STATISTICS} are')
+
+
 def _numpy_globals() -> list:
+    core = getattr(np, '_core', None) or np.core
     dtypes = [type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64',
                                           'int32', 'int8', 'uint8', 'bool')]
-    return [np.dtype, np.ndarray, np._core.multiarray.scalar,
-            np._core.multiarray._reconstruct, *dtypes]
+    # NumPy 1 pickles name numpy.core.*, NumPy 2 numpy._core.*: allow both names
+    aliases = [(getattr(core.multiarray, name), f'numpy.{package}.multiarray.{name}')
+               for name in ('scalar', '_reconstruct') for package in ('core', '_core')]
+    return [np.dtype, np.ndarray, *aliases, *dtypes]
 
 
 #: plain-data types a Runner checkpoint of MMEngine/MMPretrain/MMDetection holds
-SAFE_GLOBALS = [HistoryBuffer, *_numpy_globals()]
+SAFE_GLOBALS = [HistoryBuffer, (_history_buffer_statistic, 'builtins.getattr'),
+                *_numpy_globals()]
 
 
-def safe_load(path: str, map_location: Union[str, torch.device, None] = 'cpu') -> dict:
-    """``torch.load`` with ``weights_only=True`` and the allow-list above."""
-    path = osp.expanduser(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, '0').lower() in _TRUE
+
+
+def trusted_by_env() -> bool:
+    """Whether torch's switch for trusted files is on (then nothing is forced)."""
+    return _env_true(TRUSTED_ENV)
+
+
+@contextlib.contextmanager
+def safe_loading() -> Iterator[None]:
+    """Every ``torch.load`` inside is ``weights_only`` with :data:`SAFE_GLOBALS`
+    allowed, even where the caller passes ``weights_only=False`` (MMEngine's URL
+    loader does), unless the user set torch's ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``."""
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        if trusted_by_env() or _env_true(FORCE_SAFE_ENV):
+            yield
+            return
+        os.environ[FORCE_SAFE_ENV] = '1'
+        try:
+            yield
+        finally:
+            os.environ.pop(FORCE_SAFE_ENV, None)
+
+
+def _warn_trusted(source: str) -> None:
+    warnings.warn(f'{TRUSTED_ENV} is set: loading {source} with weights_only=False, which '
+                  f'runs any code the file holds. Only do this for files you trust.',
+                  UserWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def _clear_errors(source: str) -> Iterator[None]:
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        yield
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f'refusing to load {path}: it needs a type outside the safe allow-list, so '
+            f'refusing to load {source}: it needs a type outside the safe allow-list, so '
             f'loading it could run code. Only load checkpoints you trust, and convert them '
-            f'to plain tensors (tools/publish_model.py). Details: {err}') from None
+            f'to plain tensors (tools/publish_model.py); for a file you trust, torch\'s '
+            f'{TRUSTED_ENV}=1 loads it as it is. Details: {err}') from None
     except (RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f'cannot read checkpoint {path} (truncated or not a torch '
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f'cannot read checkpoint {source} (truncated or not a torch '
                               f'file?): {err}') from None
 
 
-def _history_buffer_state(self: HistoryBuffer) -> dict:
-    # MMEngine pickles the class's statistics *functions* with every buffer, as
-    # getattr(HistoryBuffer, 'min'), which no safe unpickler may allow. They are
-    # class-level and re-registered on import, so the data alone is enough.
-    return {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
+def safe_load(path: PathLike, map_location: Union[str, torch.device, None] = 'cpu') -> dict:
+    """A local checkpoint file, loaded with :func:`safe_loading`."""
+    path = osp.expanduser(os.fspath(path))
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    trusted = trusted_by_env()
+    if trusted:
+        _warn_trusted(path)
+    with _clear_errors(path), safe_loading():
+        return torch.load(path, map_location=map_location, weights_only=not trusted)
+
+
+def load_checkpoint(source: PathLike, map_location: Union[str, torch.device, None] = 'cpu'
+                    ) -> dict:
+    """A checkpoint from anywhere MMEngine resolves (local path, ``~``, URL,
+    ``torchvision://``, ``open-mmlab://``, ``mmcls://``, ...), through MMEngine's
+    loader and cache, loaded safely. Nothing is downloaded when the file is in
+    the cache (``$TORCH_HOME/hub/checkpoints``)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    source = os.fspath(source)
+    loader = _safe_scheme(CheckpointLoader._get_checkpoint_loader(source))
+    try:
+        return loader(source, map_location)
+    except KeyError as err:  # a scheme's model name that is not in its table
+        raise CheckpointError(f'{source}: MMEngine knows no model named {err}') from None
+
+
+def _safe_scheme(loader: Callable) -> Callable:
+    """MMEngine's loader for one scheme, run under :func:`safe_loading`."""
+    if getattr(loader, 'mmbackbones_safe', False):
+        return loader
+
+    @functools.wraps(loader)
+    def load(filename, map_location=None, *args, **kwargs):
+        if trusted_by_env():
+            _warn_trusted(filename)
+        with _clear_errors(filename), safe_loading():
+            return loader(filename, map_location, *args, **kwargs)
+    load.mmbackbones_safe = True
+    return load
+
+
+def _load_from_local(filename, map_location=None):
+    return safe_load(filename, map_location)
+
+
+_load_from_local.mmbackbones_safe = True
 
 
 def install() -> None:
-    """Route MMEngine's local checkpoint loading (resume, load_from, Pretrained,
-    test) through :func:`safe_load`, and make the checkpoints it writes plain
-    data (see :func:`_history_buffer_state`)."""
+    """Make MMEngine's checkpoint loading safe for the whole process, since resume,
+    ``load_from`` and ``init_cfg`` of other packages' modules load through it:
+    local files through :func:`safe_load`, every other registered scheme (URLs,
+    ``torchvision://``, ``open-mmlab://``, ...) under :func:`safe_loading`. Only
+    what may be unpickled changes; what MMEngine resolves and writes does not."""
     from mmengine.runner.checkpoint import CheckpointLoader
-    HistoryBuffer.__getstate__ = _history_buffer_state
-
-    @CheckpointLoader.register_scheme(prefixes='', force=True)
-    def load_from_local(filename, map_location):
-        return safe_load(filename, map_location)
+    for prefix, loader in list(CheckpointLoader._schemes.items()):
+        safe = _load_from_local if prefix == '' else _safe_scheme(loader)
+        if safe is not loader:
+            CheckpointLoader.register_scheme(prefix, safe, force=True)
 
 
 def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
@@ -82,6 +187,13 @@ def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
     return checkpoint
 
 
+def normalize_prefix(prefix: Optional[str]) -> Optional[str]:
+    """MMEngine's prefix forms: ``'backbone'`` and ``'backbone.'`` are the same."""
+    if not prefix:
+        return None
+    return prefix if prefix.endswith('.') else prefix + '.'
+
+
 @dataclass
 class LoadReport:
     loaded: int
@@ -89,20 +201,23 @@ class LoadReport:
     set_aside: List[str] = field(default_factory=list)
 
 
-def load_weights(model: nn.Module, checkpoint: Union[str, dict],
+def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
                  prefix: Optional[str] = None, map_location='cpu',
                  logger: Union[str, logging.Logger] = 'current') -> LoadReport:
-    """Load ``checkpoint`` (a path or a loaded dict) into ``model``, requiring that
-    every tensor of the model is loaded and every key of the checkpoint is used.
+    """Load ``checkpoint`` (anything :func:`load_checkpoint` resolves, or a loaded
+    dict) into ``model``, requiring that every tensor of the model is loaded and
+    every key of the checkpoint is used.
 
-    ``prefix`` (e.g. ``'backbone.'``) selects and strips the keys of one submodule.
-    A torchvision state dict loads into a torchvision port as it is; its classifier
-    is set aside (and reported).
+    ``prefix`` (e.g. ``'backbone.'`` or ``'backbone'``) selects and strips the keys
+    of one submodule. A torchvision state dict loads into a torchvision port as it
+    is; its classifier is set aside (and reported).
     """
-    source = checkpoint if isinstance(checkpoint, str) else '<state dict>'
-    state_dict = extract_state_dict(safe_load(checkpoint, map_location)
-                                    if isinstance(checkpoint, str) else checkpoint)
+    from_file = not isinstance(checkpoint, dict)
+    source = os.fspath(checkpoint) if from_file else '<state dict>'
+    state_dict = extract_state_dict(load_checkpoint(source, map_location)
+                                    if from_file else checkpoint)
     state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    prefix = normalize_prefix(prefix)
     if prefix:
         selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
         if not selected:
@@ -136,6 +251,21 @@ def load_weights(model: nn.Module, checkpoint: Union[str, dict],
     return LoadReport(loaded=loaded, source=source, set_aside=set_aside)
 
 
+PRETRAINED_TYPES = ('Pretrained', 'PretrainedInit')
+
+
+def split_pretrained(init_cfg) -> tuple:
+    """``(pretrained cfgs, other cfgs)`` of an ``init_cfg`` dict or list."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg] if init_cfg else []
+    pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') in PRETRAINED_TYPES]
+    return pretrained, [c for c in cfgs if not any(c is p for p in pretrained)]
+
+
 def _preview(keys: List[str], limit: int = 8) -> str:
     shown = ', '.join(keys[:limit])
     return f'[{shown}{", ..." if len(keys) > limit else ""}]'
+
+
+__all__ = ['CheckpointError', 'SAFE_GLOBALS', 'safe_loading', 'safe_load', 'load_checkpoint',
+           'load_weights', 'install', 'extract_state_dict', 'normalize_prefix', 'LoadReport',
+           'split_pretrained']

@@ -1,40 +1,63 @@
-"""Inference deployment: :func:`fuse` folds every BatchNorm (or frozen BN) that
-directly follows a convolution into that convolution's weight and bias;
+"""Inference deployment: :func:`fuse` folds every BatchNorm (any variant with
+running statistics, frozen BN too) that directly follows a convolution into that
+convolution's weight and bias;
 :func:`deploy` adds what else pays on the inference path (channels-last weights,
 frozen parameters, optionally an Inductor compile that treats them as constants).
 
-Pairs are found structurally, without a forward pass: adjacent ``(Conv2d, BN)``
+Pairs are found structurally, without a forward pass: adjacent ``(Conv2d, norm)``
 children of a Sequential (our conv units, torchvision's Conv2dNormActivation and
-ResNet downsample/stem), and ``convK``/``bnK`` attribute pairs (torchvision's
-ResNet blocks).
+ResNet downsample/stem), mmcv's ``ConvModule`` (conv before norm), and
+``convK``/``bnK`` attribute pairs (torchvision's ResNet blocks).
 """
 import copy
 import re
+import warnings
 from typing import Iterator, Tuple
 
 import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-FOLDABLE_NORMS = (nn.BatchNorm2d, FrozenBatchNorm2d)
+from .models.layers import NORM_TYPES
+
+
+class FuseWarning(UserWarning):
+    """A conv -> norm pair that :func:`fuse` leaves unfolded."""
+
+
+def foldable(norm: nn.Module) -> bool:
+    """Every BatchNorm variant that normalizes with fixed statistics in eval mode:
+    ``BatchNorm2d``, ``SyncBatchNorm``, MMEngine's ``_BatchNormXd`` (after
+    ``revert_sync_batchnorm``), frozen BN. Not GN/LN/IN (per-sample statistics)
+    nor a BN without running statistics."""
+    if isinstance(norm, FrozenBatchNorm2d):
+        return True
+    return (isinstance(norm, nn.modules.batchnorm._BatchNorm)
+            and norm.running_mean is not None and norm.running_var is not None)
 
 
 def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
-    """``(conv, norm, name of norm in module)`` for the direct children of ``module``."""
+    """``(conv, norm, name of norm in module)`` for the direct children of
+    ``module``: every norm right after a conv, foldable or not."""
     children = list(module.named_children())
     if isinstance(module, nn.Sequential):
         for (_, a), (name, b) in zip(children, children[1:]):
-            if isinstance(a, nn.Conv2d) and isinstance(b, FOLDABLE_NORMS):
+            if isinstance(a, nn.Conv2d) and isinstance(b, NORM_TYPES):
                 yield a, b, name
-    named = dict(children)
+        return
     order = getattr(module, 'order', None)  # mmcv's ConvModule: e.g. ('conv', 'norm', 'act')
-    if isinstance(order, tuple) and {'conv', 'norm'} <= set(order) \
-            and order.index('norm') < order.index('conv'):
-        return  # the norm runs first: nothing to fold into the conv
-    for name, norm in children:
+    if isinstance(order, tuple) and {'conv', 'norm'} <= set(order):
+        norm_name = getattr(module, 'norm_name', None)
+        conv, norm = getattr(module, 'conv', None), getattr(module, norm_name or '', None)
+        if order.index('conv') < order.index('norm') and isinstance(conv, nn.Conv2d) \
+                and isinstance(norm, NORM_TYPES):
+            yield conv, norm, norm_name
+        return  # with the norm first there is nothing to fold into the conv
+    named = dict(children)
+    for name, norm in children:  # torchvision's ResNet blocks: convK -> bnK
         match = re.fullmatch(r'bn(\d*)', name)
         conv = named.get(f'conv{match.group(1)}') if match else None
-        if isinstance(conv, nn.Conv2d) and isinstance(norm, FOLDABLE_NORMS):
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, NORM_TYPES):
             yield conv, norm, name
 
 
@@ -50,13 +73,26 @@ def fold_norm(conv: nn.Conv2d, norm: nn.Module) -> None:
 
 def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Return ``model`` (a copy unless ``inplace``) in eval mode with every
-    conv -> BN pair folded; outputs equal the unfused model's in eval mode."""
+    conv -> BN pair folded (any BatchNorm variant, see :func:`foldable`); outputs
+    equal the unfused model's in eval mode. Conv -> norm pairs that cannot fold
+    (GroupNorm, a BN without running statistics) stay, and a :class:`FuseWarning`
+    names them."""
     model = model if inplace else copy.deepcopy(model)
     model.eval()
-    for module in list(model.modules()):
+    unfolded = []
+    for module_name, module in list(model.named_modules()):
         for conv, norm, name in list(_pairs(module)):
-            fold_norm(conv, norm)
-            setattr(module, name, nn.Identity())
+            if foldable(norm):
+                fold_norm(conv, norm)
+                setattr(module, name, nn.Identity())
+            else:
+                unfolded.append(f'{module_name}.{name} ({type(norm).__name__})'
+                                if module_name else f'{name} ({type(norm).__name__})')
+    if unfolded:
+        shown = ', '.join(unfolded[:5]) + (', ...' if len(unfolded) > 5 else '')
+        warnings.warn(f'fuse(): {len(unfolded)} conv -> norm pairs cannot be folded and '
+                      f'stay as they are: {shown}. Only BatchNorm variants with running '
+                      f'statistics fold.', FuseWarning, stacklevel=2)
     return model
 
 

@@ -1,6 +1,7 @@
 """Turn a training checkpoint into a small release file."""
 import hashlib
 import io
+import os
 import os.path as osp
 from typing import Optional
 
@@ -15,7 +16,12 @@ def publish_checkpoint(src: str, out: Optional[str] = None) -> str:
     """Keep only the weights (the EMA weights when the run used EMA), as plain
     tensors with a little plain-data metadata, so the file loads with
     ``torch.load(weights_only=True)`` and no allow-list. The file is named
-    ``<out stem>-<first 8 hex digits of its SHA-256>.pth``; returns its path."""
+    ``<out stem>-<first 8 hex digits of its SHA-256>.pth``; with ``out`` given,
+    ``out`` itself becomes a symlink to it, so configs can name a stable path
+    (``checkpoints/vovnet39_imagenet.pth``). Returns the hashed file's path."""
+    if out and osp.lexists(out) and not osp.islink(out):
+        raise FileExistsError(f'{out} exists and is not a symlink: choose another name '
+                              f'(it becomes a link to the hashed release)')
     checkpoint = safe_load(src)
     ema = checkpoint.get('ema_state_dict')
     if isinstance(ema, dict):
@@ -42,4 +48,14 @@ def publish_checkpoint(src: str, out: Optional[str] = None) -> str:
     stem = osp.splitext(out or src)[0]
     path = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
     atomic_write(data, path)
+    if out:
+        link_latest(path, out)
     return path
+
+
+def link_latest(target: str, link: str) -> None:
+    """Point the symlink ``link`` at ``target``, replacing an older link in one
+    step."""
+    tmp = f'{link}.{os.getpid()}.tmp'
+    os.symlink(osp.relpath(target, osp.dirname(osp.abspath(link))), tmp)
+    os.replace(tmp, link)

@@ -36,7 +36,7 @@ def test_deployed_against_eager():
 def test_fused_against_unfused_skips_training():
     rows = benchmark_tool.main(['Darknet-19', *TINY, '--fuse', '--against', 'unfused'])
     assert [(mode, model) for mode, model, *_ in rows] == [
-        ('infer', 'ours (fused)'), ('infer', 'ours (eager)')]
+        ('infer', 'ours (fused)'), ('infer', 'ours (unfused)')]
 
 
 @pytest.mark.parametrize('argv, message', [

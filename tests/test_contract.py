@@ -180,3 +180,21 @@ def test_wrong_input_channels_at_forward():
     with pytest.raises(ValueError, match=r'expects an \(N, 3, H, W\) input, got shape '
                                          r'\(1, 1, 32, 32\)'):
         model(torch.randn(1, 1, 32, 32))
+
+
+def test_every_backbone_traces_with_fx(variant):
+    """torch.fx (quantization, distillation tooling) and torchvision's
+    create_feature_extractor; the input check stays in the traced graph."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+    model = build(variant, out_indices=(1, 2, 3, 4)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    traced = torch.fx.symbolic_trace(model)
+    with torch.no_grad():
+        for got, want in zip(traced(x), model(x)):
+            assert torch.equal(got, want)
+    with pytest.raises(ValueError, match='expects an'):
+        traced(torch.randn(1, 1, 64, 64))
+    extractor = create_feature_extractor(model, return_nodes={'stage3': 'c3', 'stage5': 'c5'})
+    with torch.no_grad():
+        feats = extractor(x)
+        assert torch.equal(feats['c3'], model(x)[1]) and torch.equal(feats['c5'], model(x)[3])

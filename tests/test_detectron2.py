@@ -11,7 +11,8 @@ import torch
 
 from mmbackbones import build_backbone
 from training_utils import ROOT
-from mmbackbones.adapters.naming import (feature_levels, freeze_at_to_frozen_stages,
+from mmbackbones.adapters.naming import (deepest_feature, feature_levels,
+                                         freeze_at_to_frozen_stages,
                                          norm_cfg_from_detectron2, output_shapes,
                                          size_divisibility)
 
@@ -58,6 +59,12 @@ def test_freeze_at_mapping_matches_detectron2_meaning():
         norm_cfg_from_detectron2('LN')
 
 
+def test_p6_p7_source_is_the_deepest_feature_in_either_naming():
+    assert deepest_feature(['res3', 'res4', 'res5']) == 'res5'
+    assert deepest_feature(['c3', 'c4', 'c5']) == 'c5'
+    assert deepest_feature(['c2', 'c4']) == 'c4'
+
+
 def test_importing_mmbackbones_never_imports_detectron2():
     code = ('import sys, mmbackbones, mmbackbones.adapters; '
             'assert "detectron2" not in sys.modules, "imported"')
@@ -77,7 +84,8 @@ def d2():
     return adapter
 
 
-def d2_cfg(d2, meta: str, backbone: str, args: dict, norm='BN', freeze_at=2):
+def d2_cfg(d2, meta: str, backbone: str, args: dict, norm='BN', freeze_at=2,
+           features=('res2', 'res3', 'res4', 'res5')):
     from detectron2 import model_zoo
     from detectron2.config import get_cfg
     cfg = get_cfg()
@@ -89,8 +97,13 @@ def d2_cfg(d2, meta: str, backbone: str, args: dict, norm='BN', freeze_at=2):
                                else 'build_mmbackbones_fpn_backbone')
     cfg.MODEL.MMBACKBONES.TYPE = backbone
     cfg.MODEL.MMBACKBONES.ARGS = type(cfg.MODEL.MMBACKBONES.ARGS)(args, new_allowed=True)
-    cfg.MODEL.MMBACKBONES.NORM = norm
+    if norm is not None:
+        cfg.MODEL.MMBACKBONES.NORM = norm
     cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
+    cfg.MODEL.FPN.IN_FEATURES = list(features)[1:] if meta == 'retinanet' else list(features)
+    if meta == 'rcnn':
+        top = [f'p{i + 2}' for i in range(len(features) + 1)]
+        cfg.MODEL.RPN.IN_FEATURES, cfg.MODEL.ROI_HEADS.IN_FEATURES = top, top[:-1]
     cfg.MODEL.DEVICE = 'cpu'
     cfg.MODEL.WEIGHTS = ''
     cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -230,3 +243,45 @@ def test_example_configs_build(d2):
     body = model.backbone.bottom_up.body
     assert type(body).__name__ == 'VoVNet' and body.frozen_stages == 1
     assert model.backbone.size_divisibility == 32
+
+
+@needs_d2
+@pytest.mark.parametrize('style', ['res', 'c'])
+@pytest.mark.parametrize('meta', ['retinanet', 'rcnn'])
+def test_builders_default_to_frozen_bn_and_take_either_naming(d2, style, meta):
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+    from torchvision.ops.misc import FrozenBatchNorm2d
+    features = [f'{style}{i}' for i in (2, 3, 4, 5)]
+    cfg = d2_cfg(d2, meta, 'VoVNet', dict(depth=19, slim=True), norm=None, features=features)
+    assert cfg.MODEL.MMBACKBONES.NORM == 'FrozenBN'
+    model = build_model(cfg)
+    body = model.backbone.bottom_up.body
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
+    if meta == 'retinanet':  # P6/P7 from C5, whatever its name
+        assert model.backbone.top_block.in_feature == f'{style}5'
+    model.train()
+    with EventStorage(0):
+        losses = model(demo_inputs())
+    assert torch.isfinite(sum(losses.values()))
+
+
+@needs_d2
+def test_init_cfg_in_args_is_applied_strictly(d2, tmp_path):
+    from detectron2.modeling import build_model
+    from mmbackbones import CheckpointError
+    source = build_backbone('VoVNet-19-slim')
+    for p in source.parameters():
+        p.data.normal_()
+    path = tmp_path / 'cls.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}},
+               path)
+    init = dict(type='Pretrained', checkpoint=str(path), prefix='backbone.')
+    model = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=19, slim=True,
+                                                                init_cfg=init)))
+    body = model.backbone.bottom_up.body
+    for key, value in source.state_dict().items():
+        assert torch.equal(body.state_dict()[key], value), key
+    with pytest.raises(CheckpointError, match='does not fit VoVNet'):
+        build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=39, init_cfg=init)))

@@ -2,11 +2,13 @@
 for every registered variant (small inputs). Inductor compiles of every variant
 are marked ``compile_all`` (``make test-compile``); one backbone per family is
 compiled with Inductor in the default suite."""
+import warnings
+
 import pytest
 import torch
 
 from mmbackbones import build_backbone, list_variants
-from mmbackbones.deploy import FOLDABLE_NORMS, deploy, fuse
+from mmbackbones.deploy import FuseWarning, deploy, foldable, fuse
 
 VARIANTS = sorted(list_variants())
 ONE_PER_FAMILY = ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim', 'ResNet-18',
@@ -18,7 +20,7 @@ def with_statistics(name, **kwargs):
     torch.manual_seed(0)
     model = build_backbone(name, out_indices=(0, 1, 2, 3, 4), **kwargs).eval()
     for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
@@ -37,8 +39,8 @@ def assert_close_relative(got, expected, rel):
 def test_fused_equals_unfused(name):
     model = with_statistics(name)
     fused = fuse(model)
-    assert not any(isinstance(m, FOLDABLE_NORMS) for m in fused.modules())
-    assert any(isinstance(m, FOLDABLE_NORMS) for m in model.modules())  # a copy
+    assert not any(foldable(m) for m in fused.modules())
+    assert any(foldable(m) for m in model.modules())  # a copy
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
         assert_close_relative(fused(x), model(x), rel=1e-5)
@@ -54,7 +56,7 @@ def test_fuse_follows_mmcv_conv_module_order(order):
     block.bn.running_mean.uniform_(-0.5, 0.5)
     block.bn.running_var.uniform_(0.5, 2.0)
     fused = fuse(block)
-    folded = not any(isinstance(m, FOLDABLE_NORMS) for m in fused.modules())
+    folded = not any(foldable(m) for m in fused.modules())
     assert folded == (order[0] == 'conv')
     x = torch.randn(2, 8, 16, 16)
     with torch.no_grad():
@@ -181,3 +183,37 @@ def test_onnx_export_matches_pytorch(name, tmp_path):
     with torch.no_grad():
         expected = model(y)
     assert_close_relative([torch.from_numpy(g) for g in got], expected, rel=1e-4)
+
+
+@pytest.mark.parametrize('norm', ['SyncBN', 'reverted SyncBN'])
+def test_fuse_folds_every_batchnorm_variant(norm):
+    """SyncBN, and MMEngine's _BatchNormXd that revert_sync_batchnorm gives."""
+    from mmengine.model import revert_sync_batchnorm
+    model = with_statistics('VoVNet-19-slim', norm_cfg=dict(type='SyncBN'))
+    if norm == 'reverted SyncBN':
+        model = revert_sync_batchnorm(model)
+        assert type(model.stem[0].norm).__name__ == '_BatchNormXd'
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', FuseWarning)
+        fused = fuse(model)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in fused.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_relative(fused(x), model.eval()(x), rel=1e-5)
+
+
+def test_fuse_reports_pairs_it_cannot_fold():
+    model = build_backbone('Darknet-19', norm_cfg=dict(type='GN', num_groups=8))
+    with pytest.warns(FuseWarning, match=r'fuse\(\): 18 conv -> norm pairs cannot be '
+                                         r'folded.*stem\.0\.norm \(GroupNorm\)'):
+        fused = fuse(model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert_close_relative(fused(x), model.eval()(x), rel=1e-6)
+    no_stats = build_backbone('Darknet-19')
+    for m in no_stats.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.track_running_stats, m.running_mean, m.running_var = False, None, None
+    with pytest.warns(FuseWarning, match=r'BatchNorm2d'):
+        fuse(no_stats)

@@ -6,6 +6,7 @@ import torchvision.models as tvm
 
 from mmbackbones import CheckpointError, build_backbone, list_variants, load_weights
 from mmbackbones.models import TorchvisionPort
+from mmbackbones.models.layers import NORM_TYPES
 
 PORTS = sorted(v for v, (cls, _) in list_variants().items()
                if issubclass(build_backbone.__globals__['MODELS'].get(cls), TorchvisionPort))
@@ -106,3 +107,29 @@ def test_norm_cfg_replaces_torchvision_batchnorms():
         build_backbone('ResNet-18', act_cfg=dict(type='SiLU'))
     with pytest.raises(ValueError, match=r"unknown EfficientNet arch 'b9'; valid: \['b0'"):
         build_backbone('EfficientNet', arch='b9')
+
+
+@pytest.mark.parametrize('name', ['MobileNetV3-large', 'MobileNetV3-small', 'EfficientNet-B5'])
+@pytest.mark.parametrize('norm', ['FrozenBN', 'SyncBN', 'BN'])
+def test_replaced_norms_keep_torchvision_eps_and_momentum(name, norm):
+    """MobileNetV3 (eps 1e-3, momentum 0.01) and EfficientNet-B5+ (eps 1e-3) differ
+    from the defaults: a replaced norm must compute torchvision's features."""
+    port = build_backbone(name, norm_cfg=dict(type=norm))
+    tv_model = torchvision_model(port)
+    tv_norms = [m for m in tv_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {m.eps for m in tv_norms} == {1e-3}
+    ours = [m for m in port.modules() if isinstance(m, NORM_TYPES)]
+    assert [m.eps for m in ours] == [m.eps for m in tv_norms[:len(ours)]]
+    if norm != 'FrozenBN':
+        assert [m.momentum for m in ours] == [m.momentum for m in tv_norms[:len(ours)]]
+    load_weights(port, tv_model.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    expected, _ = tap_outputs(tv_model, port, x)
+    with torch.no_grad():
+        for got, want in zip(port.eval()(x), expected[1:]):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_explicit_norm_cfg_eps_wins():
+    port = build_backbone('MobileNetV3-small', norm_cfg=dict(type='BN', eps=1e-5))
+    assert {m.eps for m in port.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}

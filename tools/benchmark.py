@@ -29,6 +29,7 @@ import sys
 from dataclasses import replace
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 
 def parse_args(argv=None):
@@ -80,9 +81,9 @@ def build_ours(args):
     return build_backbone(name, **comparable), name, kwargs
 
 
-def describe(who: str, setting) -> str:
+def describe(who: str, setting, *extra: str) -> str:
     """``ours (fused, channels-last, compiled, bf16)``: what a run was."""
-    tags = [tag for tag, on in (('fused', setting.fused),
+    tags = list(extra) + [tag for tag, on in (('fused', setting.fused),
                                 ('channels-last', setting.channels_last),
                                 ('compiled', setting.compile),
                                 ('bf16', setting.dtype == 'bf16')) if on]
@@ -122,7 +123,7 @@ def main(argv=None):
         elif args.against == 'unfused':
             if not setting.fused:
                 continue  # training has no fused form
-            runs[describe('ours', replace(setting, fused=False))] = (
+            runs[describe('ours', replace(setting, fused=False), 'unfused')] = (
                 copy.deepcopy(ours), replace(setting, fused=False))
         elif args.against == 'eager':
             eager = Setting(mode=mode, batch=args.batch, shape=args.shape, device=args.device)

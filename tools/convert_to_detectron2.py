@@ -2,7 +2,7 @@
 """Convert an mmbackbones MMPretrain checkpoint to Detectron2's key layout, for
 ``DetectionCheckpointer`` / ``MODEL.WEIGHTS``:
 
-    python tools/convert_to_detectron2.py releases/vovnet39_imagenet-1a2b3c4d.pth \\
+    python tools/convert_to_detectron2.py checkpoints/vovnet39_imagenet.pth \\
         checkpoints/vovnet39_d2.pth --arch fpn
 
 ``--arch fpn`` (FPN builders: keys under ``backbone.bottom_up.body.``) or ``plain``
@@ -14,6 +14,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 D2_PREFIX = {'fpn': 'backbone.bottom_up.body.', 'plain': 'backbone.body.'}
 

@@ -16,6 +16,7 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'tools'))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 CLS_CONFIG = osp.join(ROOT, 'configs', 'demo', 'vovnet19slim_digits.py')
 DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'retinanet_vovnet19slim_digits.py')

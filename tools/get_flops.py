@@ -13,6 +13,7 @@ import argparse
 import os.path as osp
 import sys
 
+import _quiet  # noqa: F401  (the stack's noise, before MMEngine loads)
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -69,19 +70,21 @@ def tensor_mode_forward(model, x):
 def main(argv=None) -> None:
     args = parse_args(argv)
     from mmbackbones.api import build_backbone, list_variants, parse_kwargs
-    rows = []
+    rows, what = [], 'backbone'
     if args.all:
         for variant in list_variants():
             rows.append(format_row(variant, measure(build_backbone(variant), args.shape)))
     elif args.target.endswith('.py'):
         rows.append(format_row(osp.basename(args.target),
                                measure_config(args.target, args.shape, args.cfg_options)))
+        what = 'whole model (backbone + neck + head)'
+
     else:
         model = build_backbone(args.target, **parse_kwargs(args.args))
         rows.append(format_row(args.target, measure(model, args.shape, model.in_channels)))
     print(f'input 1x3x{args.shape[0]}x{args.shape[1]}; MACs = multiply-accumulates, '
           'FLOPs = 2 x MACs (MMEngine complexity analysis)')
-    table = markdown_table(rows)
+    table = markdown_table(rows, what)
     print(table)
     if args.update_readme:
         replace_between_markers(README, 'sizes', table)

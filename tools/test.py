@@ -7,6 +7,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 
 def parse_args(argv=None):
@@ -31,7 +32,7 @@ def main(argv=None) -> dict:
     from mmengine.runner import Runner
 
     import mmbackbones  # noqa: F401
-    from mmbackbones.checkpoint import safe_load
+    from mmbackbones.checkpoint import load_checkpoint
     from mmbackbones.engine import prepare_config
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -39,7 +40,7 @@ def main(argv=None) -> dict:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    safe_load(args.checkpoint)  # a clear error for a missing/corrupt/unsafe file
+    load_checkpoint(args.checkpoint)  # a clear error for a missing/corrupt/unsafe file
     cfg.load_from = args.checkpoint
     cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
     cfg.param_scheduler = None

@@ -14,6 +14,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 
 def parse_args(argv=None):
@@ -32,6 +33,9 @@ def parse_args(argv=None):
                         help='override settings, e.g. train_cfg.max_epochs=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--skip-memory-check', action='store_true',
+                        help='on CPU, start even when the batch looks too large for '
+                        'the memory available')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -57,7 +61,7 @@ def build_config(args):
         cfg.load_from = args.load_from
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    return prepare_config(cfg, args.launcher)
+    return prepare_config(cfg, args.launcher, check_memory=not args.skip_memory_check)
 
 
 def main(argv=None):

@@ -1,7 +1,7 @@
 # Detectron2 LazyConfig: RetinaNet with mmbackbones' VoVNet-39 (FPN with P6/P7).
 #   from detectron2.config import LazyConfig, instantiate
 #   model = instantiate(LazyConfig.load('configs/detectron2/retinanet_vovnet39_fpn_lazy.py').model)
-#   mmbackbones.adapters.detectron2.load_pretrained(model, 'releases/vovnet39_imagenet-<sha>.pth')
+#   mmbackbones.adapters.detectron2.load_pretrained(model, 'checkpoints/vovnet39_imagenet.pth')
 from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config
 

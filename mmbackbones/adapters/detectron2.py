@@ -8,8 +8,9 @@ Importing this module registers three builders in Detectron2's ``BACKBONE_REGIST
 
 They read ``cfg.MODEL.MMBACKBONES`` (added by :func:`add_mmbackbones_config`):
 ``TYPE`` and ``ARGS`` (the backbone's constructor arguments), ``OUT_FEATURES``
-(``res1``..``res5``, see :mod:`mmbackbones.adapters.naming`), ``NORM`` (``BN``,
-``SyncBN``, ``GN``, ``FrozenBN``); freezing follows ``cfg.MODEL.BACKBONE.FREEZE_AT``
+(``res1``..``res5`` or ``c1``..``c5``, see :mod:`mmbackbones.adapters.naming`),
+``NORM`` (``FrozenBN`` by default as for Detectron2's ResNet, ``BN``, ``SyncBN``,
+``GN``); freezing follows ``cfg.MODEL.BACKBONE.FREEZE_AT``
 (1 = stem, 2 = stem + res2, as for Detectron2's ResNet). For LazyConfig use
 :class:`MMBackbone` directly (see configs/detectron2/).
 """
@@ -33,21 +34,25 @@ import torch
 from ..api import build_backbone
 from ..checkpoint import LoadReport, load_weights
 from ..models.base import BaseBackbone
-from .naming import (feature_levels, freeze_at_to_frozen_stages, norm_cfg_from_detectron2,
-                     output_shapes, size_divisibility)
+from .naming import (deepest_feature, feature_levels, freeze_at_to_frozen_stages,
+                     norm_cfg_from_detectron2, output_shapes, size_divisibility)
 
 
 class MMBackbone(Backbone):
     """Wraps ``body`` (an mmbackbones backbone, or the kwargs to build one) and
-    returns ``{name: feature}`` for ``out_features``."""
+    returns ``{name: feature}`` for ``out_features``. A ``Pretrained`` entry in the
+    body's ``init_cfg`` is loaded here, strictly (Detectron2 never calls
+    ``init_weights()``); ``MODEL.WEIGHTS`` may still overwrite it later."""
 
     def __init__(self, body, out_features: Sequence[str] = ('res2', 'res3', 'res4', 'res5')):
         super().__init__()
         if isinstance(body, Mapping):  # a dict, or a LazyConfig's DictConfig
-            body = build_backbone(**dict(body))
+            body = build_backbone(**plain(body))
         if not isinstance(body, BaseBackbone):
             raise TypeError(f'body must be an mmbackbones backbone, got {type(body).__name__}')
         body.out_indices = feature_levels(out_features)
+        if body.init_cfg:
+            body.init_weights()
         self.body = body
         self._out_features = list(out_features)
         shapes = output_shapes(body.level_channels, self._out_features)
@@ -71,13 +76,23 @@ class MMBackbone(Backbone):
         return {'size_divisibility': self.size_divisibility}
 
 
+def plain(node):
+    """A yacs CfgNode or an omegaconf DictConfig/ListConfig as plain dicts and lists."""
+    if isinstance(node, Mapping):
+        return {key: plain(value) for key, value in node.items()}
+    if isinstance(node, Sequence) and not isinstance(node, str):
+        return [plain(value) for value in node]
+    return node
+
+
 def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
-    """Add ``MODEL.MMBACKBONES`` with its defaults (VoVNet-39, res2..res5, BN)."""
+    """Add ``MODEL.MMBACKBONES`` with its defaults (VoVNet-39, res2..res5, FrozenBN:
+    with ~2 images per GPU, BN statistics would train on too few samples)."""
     node = CfgNode(new_allowed=True)
     node.TYPE = 'VoVNet'
     node.ARGS = CfgNode(dict(depth=39), new_allowed=True)
     node.OUT_FEATURES = ['res2', 'res3', 'res4', 'res5']
-    node.NORM = 'BN'
+    node.NORM = 'FrozenBN'
     node.GN_GROUPS = 32
     cfg.MODEL.MMBACKBONES = node
     return cfg
@@ -85,7 +100,7 @@ def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
 
 def _mm_backbone(cfg: CfgNode, out_features: Optional[Sequence[str]] = None) -> MMBackbone:
     node = cfg.MODEL.MMBACKBONES
-    args = dict(node.ARGS)
+    args = plain(node.ARGS)
     args.setdefault('norm_cfg', norm_cfg_from_detectron2(node.NORM, node.GN_GROUPS))
     args['frozen_stages'] = freeze_at_to_frozen_stages(cfg.MODEL.BACKBONE.FREEZE_AT)
     body = build_backbone(node.TYPE, **args)
@@ -113,8 +128,10 @@ def build_mmbackbones_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
 @BACKBONE_REGISTRY.register()
 def build_mmbackbones_retinanet_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> FPN:
     def p6p7(bottom_up: MMBackbone):
-        deepest = bottom_up.output_shape()[bottom_up._out_features[-1]].channels
-        return LastLevelP6P7(deepest, cfg.MODEL.FPN.OUT_CHANNELS)
+        # P6 from the deepest input (C5), whatever its name (res5, c5, ...)
+        deepest = deepest_feature(bottom_up._out_features)
+        return LastLevelP6P7(bottom_up.output_shape()[deepest].channels,
+                             cfg.MODEL.FPN.OUT_CHANNELS, in_feature=deepest)
     return _fpn(cfg, p6p7)
 
 

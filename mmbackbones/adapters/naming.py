@@ -59,6 +59,12 @@ def norm_cfg_from_detectron2(norm: str, num_groups: int = 32) -> dict:
     return table[norm]
 
 
+def deepest_feature(names: Sequence[str]) -> str:
+    """The deepest of ``names`` (either style): what RetinaNet's P6/P7 are built on."""
+    levels = feature_levels(names)
+    return names[levels.index(max(levels))]
+
+
 def size_divisibility(names: List[str]) -> int:
     """Inputs must be padded to the deepest stride used."""
     return max(LEVEL_STRIDES[level] for level in feature_levels(names))

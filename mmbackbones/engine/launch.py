@@ -1,5 +1,6 @@
 """What tools/train.py and tools/test.py do to a config before building a Runner."""
 import difflib
+import logging
 import os
 import os.path as osp
 import re
@@ -10,18 +11,23 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 
-def prepare_config(cfg: Config, launcher: str = 'none') -> Config:
+def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = True) -> Config:
     """Check the config early and adapt it to the machine:
 
     * ``--launcher pytorch`` without CUDA: MMEngine would call
       ``torch.cuda.set_device`` and NCCL, and give DDP ``device_ids``; we start a
       gloo process group ourselves (the Runner then skips its own) and wrap the
       model in DDP without device ids.
-    * ``AmpOptimWrapper`` without CUDA (it asserts CUDA): fall back to fp32.
-    * the model's backbone type and the dataset folders exist.
+    * ``AmpOptimWrapper`` without CUDA (it asserts CUDA): fall back to fp32; any
+      other wrapper drops the AMP-only keys (``loss_scale``, ``dtype``).
+    * the model's backbone type and the dataset folders exist; the neck's (or
+      classifier head's) ``in_channels`` match the backbone's ``out_channels``.
+    * on CPU: data workers capped at the cores, and a run that cannot fit in
+      memory stops now with what to change (:func:`check_cpu_memory`).
     * ``resume=True`` without ``load_from`` resumes from :func:`latest_checkpoint`.
     """
     check_backbone_type(cfg)
+    check_channels(cfg)
     check_dataset_folders(cfg)
     if cfg.get('resume') and not cfg.get('load_from') and cfg.get('work_dir'):
         cfg.load_from = latest_checkpoint(cfg.work_dir)
@@ -37,18 +43,36 @@ def prepare_config(cfg: Config, launcher: str = 'none') -> Config:
         wrapper.setdefault('type', 'MMDistributedDataParallel')
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
+    adapt_optim_wrapper(cfg, cuda)
+    if not cuda:
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            if cfg.get(loader) is not None:
+                cfg[loader]['pin_memory'] = False
+        cap_cpu_workers(cfg)
+        if check_memory:
+            check_cpu_memory(cfg)
+    return cfg
+
+
+#: arguments of AmpOptimWrapper that OptimWrapper refuses
+AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def adapt_optim_wrapper(cfg: Config, cuda: bool) -> None:
+    """fp32 ``OptimWrapper`` without CUDA; whenever the wrapper is not the AMP
+    one (also by ``--cfg-options optim_wrapper.type=OptimWrapper``), drop the
+    arguments only ``AmpOptimWrapper`` takes."""
     optim = cfg.get('optim_wrapper')
-    if optim is not None and optim.get('type') == 'AmpOptimWrapper' and not cuda:
+    if optim is None:
+        return
+    if optim.get('type') == 'AmpOptimWrapper' and not cuda:
         print_log('no CUDA device: training in fp32 with OptimWrapper instead of '
                   'AmpOptimWrapper (mixed precision needs a GPU)', logger='current',
-                  level=30)
+                  level=logging.WARNING)
         optim.type = 'OptimWrapper'
-        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+    if optim.get('type') != 'AmpOptimWrapper':
+        for key in AMP_ONLY_KEYS:
             optim.pop(key, None)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if not cuda and cfg.get(loader) is not None:
-            cfg[loader]['pin_memory'] = False
-    return cfg
 
 
 CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
@@ -114,6 +138,156 @@ def check_backbone_type(cfg: Config) -> None:
                          f"'mmbackbones.<Name>'{hint}")
 
 
+def _build_config_backbone(cfg: Config):
+    """The config's backbone when it is one of ours, built on the meta device
+    (metadata only: no memory, no weights loaded); else None."""
+    backbone = (cfg.get('model') or {}).get('backbone')
+    if not isinstance(backbone, dict) or not isinstance(backbone.get('type'), str):
+        return None
+    from mmengine.registry import MODELS, DefaultScope
+
+    from ..models.base import BaseBackbone
+    scope = cfg.get('default_scope') or 'mmengine'
+    with DefaultScope.overwrite_default_scope(scope):
+        with MODELS.switch_scope_and_registry(scope) as registry:
+            cls = registry.get(backbone['type'])
+    if not (isinstance(cls, type) and issubclass(cls, BaseBackbone)):
+        return None
+    kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
+    with torch.device('meta'):
+        return cls(**kwargs)
+
+
+def check_channels(cfg: Config) -> None:
+    """The first neck's ``in_channels`` (YOLOV3Neck: deepest first), or without a
+    channel-taking neck the classifier head's, must match the backbone's
+    ``out_channels``; else stop before building anything, with both lists."""
+    model = cfg.get('model') or {}
+    backbone = _build_config_backbone(cfg)
+    if backbone is None:
+        return
+    out = list(backbone.out_channels)
+    neck = model.get('neck')
+    neck = neck[0] if isinstance(neck, (list, tuple)) and neck else neck
+    head = model.get('head')
+    if isinstance(neck, dict) and neck.get('in_channels') is not None:
+        where, got = 'model.neck.in_channels', neck['in_channels']
+        got = list(got) if isinstance(got, (list, tuple)) else [got]
+        expected = out[::-1] if str(neck.get('type', '')).endswith('YOLOV3Neck') else out
+    elif isinstance(head, dict) and isinstance(head.get('in_channels'), int):
+        where, got, expected = 'model.head.in_channels', [head['in_channels']], out[-1:]
+    else:
+        return
+    if got != expected:
+        name = model['backbone']['type']
+        raise ValueError(
+            f'{where} is {got if len(got) > 1 else got[0]} but the backbone ({name}, '
+            f'out_indices={backbone.out_indices}, strides {backbone.out_strides}) gives '
+            f'{expected if len(expected) > 1 else expected[0]}'
+            + (' (deepest first for YOLOV3Neck)' if expected is not out and len(out) > 1
+               else '') + '. mmbackbones counts levels by stride: level i has stride '
+            '2**(i+1), so level 0 is stride 2 and MMDetection ResNet\'s out_indices '
+            '(0, 1, 2, 3) are out_indices=(1, 2, 3, 4) here.')
+
+
+def cap_cpu_workers(cfg: Config) -> None:
+    """Without a GPU the workers compete with training for the cores: at most
+    one per core of this process's share."""
+    share = max(1, (os.cpu_count() or 1) // int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader_cfg = cfg.get(loader)
+        if loader_cfg is not None and loader_cfg.get('num_workers', 0) > share:
+            print_log(f'no CUDA device: {loader}.num_workers {loader_cfg.num_workers} -> '
+                      f'{share} (the cores of this process)', logger='current',
+                      level=logging.WARNING)
+            loader_cfg.num_workers = share
+
+
+def train_input_size(cfg: Config) -> tuple:
+    """``(height, width)`` of the training images after the pipeline's first
+    resize or crop, or 224 x 224."""
+    dataset = ((cfg.get('train_dataloader') or {}).get('dataset')) or {}
+    while isinstance(dataset, dict) and 'dataset' in dataset:
+        dataset = dataset['dataset']
+    for transform in (dataset.get('pipeline') or []) if isinstance(dataset, dict) else []:
+        size = transform.get('scale', transform.get('crop_size')) \
+            if isinstance(transform, dict) else None
+        if isinstance(size, int):
+            return size, size
+        if isinstance(size, (list, tuple)) and len(size) == 2 and \
+                all(isinstance(v, int) for v in size):
+            return size[1], size[0]  # OpenMMLab's scales are (width, height)
+    return 224, 224
+
+
+def activation_bytes_per_image(backbone, size: tuple, probe: int = 96) -> int:
+    """Bytes the backbone keeps for backward per training image of ``size``:
+    measured on one ``probe`` x ``probe`` image and scaled by area."""
+    saved = {}
+    params = {p.data_ptr() for p in backbone.parameters()}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    backbone.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        backbone(torch.randn(1, backbone.in_channels, probe, probe))
+    return int(sum(saved.values()) * size[0] * size[1] / probe ** 2)
+
+
+def available_memory() -> Optional[int]:
+    """MemAvailable of /proc/meminfo in bytes, or None where there is none."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+#: a training step's peak over the activations saved for backward: measured 1.07
+#: (VoVNet-39, 64 images of 176 px); the rest is for data workers and the allocator
+STEP_PEAK_MARGIN = 1.3
+
+
+def check_cpu_memory(cfg: Config) -> None:
+    """A CPU run whose training batch cannot fit stops here with the numbers and
+    what to change, instead of being killed by the OOM killer hours later."""
+    loader = cfg.get('train_dataloader')
+    available = available_memory()
+    if loader is None or not cfg.get('train_cfg') or available is None:
+        return
+    spec = _build_config_backbone(cfg)
+    if spec is None:
+        return
+    backbone_cfg = {k: v for k, v in cfg.model.backbone.items() if k != 'init_cfg'}
+    backbone = type(spec)(**{k: v for k, v in backbone_cfg.items() if k != 'type'})
+    size = train_input_size(cfg)
+    per_image = activation_bytes_per_image(backbone, size)
+    weights = 4 * sum(p.numel() for p in backbone.parameters()) * 4  # + grads, momentum
+    batch = int(loader.get('batch_size', 1))
+    processes = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    per_image = int(per_image * STEP_PEAK_MARGIN)
+    need = processes * (batch * per_image + weights)
+    if need <= 0.9 * available:
+        return
+    fits = max(1, int((0.9 * available / processes - weights) // per_image))
+    fits = 2 ** (fits.bit_length() - 1)
+    gb = 1024 ** 3
+    raise MemoryError(
+        f'this CPU run needs about {need / gb:.1f} GB for its training steps '
+        f'({processes} process(es) x {batch} images of {size[0]}x{size[1]} x '
+        f'{per_image / 1024 ** 2:.0f} MB each, measured on the backbone), but '
+        f'{available / gb:.1f} GB are available. Lower the batch, e.g. --cfg-options '
+        f'train_dataloader.batch_size={fits} (auto_scale_lr scales the learning rate when '
+        f'enabled), train on GPUs, or pass --skip-memory-check if you know better.')
+
+
 def dataset_folders(cfg: Config) -> List[str]:
     folders = []
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -129,7 +303,7 @@ def dataset_folders(cfg: Config) -> List[str]:
         folders.append(osp.join(root, prefix) if prefix else root)
         if dataset.get('ann_file'):
             folders.append(osp.join(root, dataset['ann_file']))
-    return [f for f in folders if f]
+    return list(dict.fromkeys(f for f in folders if f))  # val and test often share
 
 
 def check_dataset_folders(cfg: Config) -> None:
@@ -137,5 +311,6 @@ def check_dataset_folders(cfg: Config) -> None:
     if missing:
         raise FileNotFoundError(
             f'dataset path(s) not found: {missing}. Set data_root in the config (or '
-            f'--cfg-options), see README "Data"; the demo data is made by '
+            f'--cfg-options data_root=... train_dataloader.dataset.data_root=...), see the '
+            f'README\'s section "Data"; the demo data is made by '
             f'`python tools/make_demo_data.py`.')

@@ -8,6 +8,7 @@ channel/stride metadata live here, once.
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx
 from mmengine.model import BaseModule
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -55,6 +56,16 @@ def select_variant(table: Dict, key, family: str, arg: str = 'depth'):
     except (KeyError, TypeError):
         raise ValueError(f'unknown {family} {arg} {key!r}; valid: '
                          f'{sorted(table, key=str)}') from None
+
+
+@torch.fx.wrap
+def check_input(x: torch.Tensor, in_channels: int, name: str) -> torch.Tensor:
+    """The input must be ``(N, in_channels, H, W)``. A leaf for ``torch.fx``: the
+    check stays in a traced graph instead of breaking the trace."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(f'{name} expects an (N, {in_channels}, H, W) input, got shape '
+                         f'{tuple(x.shape)}')
+    return x
 
 
 class BaseBackbone(BaseModule):
@@ -161,9 +172,7 @@ class BaseBackbone(BaseModule):
 
     # -- running -----------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'{type(self).__name__} expects an (N, {self.in_channels}, '
-                             f'H, W) input, got shape {tuple(x.shape)}')
+        check_input(x, self.in_channels, type(self).__name__)
         outs = []
         for index, name in enumerate(self.level_names[:self.out_indices[-1] + 1]):
             x = self._run_level(getattr(self, name), x)
@@ -187,16 +196,24 @@ class BaseBackbone(BaseModule):
                 param.requires_grad = False
 
     def init_weights(self) -> None:
-        """MMEngine initialisation, except that ``Pretrained`` loads strictly: a
-        checkpoint that leaves any tensor of the backbone unloaded is an error."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_weights
+        """MMEngine initialisation, except that every ``Pretrained`` entry (in a
+        dict or a list ``init_cfg``) loads strictly, after the others as in
+        MMEngine: a checkpoint that leaves any tensor of the backbone unloaded is
+        an error. Like MMEngine, loading happens here, not at construction."""
+        from ..checkpoint import load_weights, split_pretrained
+        pretrained, others = split_pretrained(self.init_cfg)
+        if not pretrained:
+            super().init_weights()
+            return
+        init_cfg, self.init_cfg = self.init_cfg, others or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = init_cfg
+        for cfg in pretrained:
             load_weights(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                          map_location=cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
-        super().init_weights()
+        self._is_init = True
 
     def train(self, mode: bool = True) -> 'BaseBackbone':
         super().train(mode)

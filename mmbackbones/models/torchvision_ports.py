@@ -39,8 +39,8 @@ def _resnets(names: Dict[int, str]) -> Dict[int, TorchvisionArch]:
 class TorchvisionPort(BaseBackbone):
     """Thin adapter: torchvision model -> five levels under the contract.
 
-    ``norm_cfg=None`` keeps torchvision's norms (eps/momentum included); any other
-    ``norm_cfg`` replaces every BatchNorm. Activations are torchvision's.
+    ``norm_cfg=None`` keeps torchvision's norms; any other ``norm_cfg`` replaces
+    every BatchNorm, keeping its eps and momentum. Activations are torchvision's.
     """
     arch_settings: Dict = {}
     arch_arg = 'depth'
@@ -122,9 +122,15 @@ class TorchvisionPort(BaseBackbone):
 
 
 def replace_batchnorms(model: nn.Module, norm_cfg: dict) -> None:
+    """Replace every BatchNorm by ``norm_cfg``'s norm, keeping its ``eps`` and
+    ``momentum`` (torchvision's MobileNetV3 and EfficientNet-B5+ differ from the
+    defaults) unless ``norm_cfg`` sets them."""
     for name, child in model.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(model, name, build_norm(norm_cfg, child.num_features))
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            kept = dict(eps=child.eps)
+            if norm_cfg['type'] in ('BN', 'BN2d', 'SyncBN'):
+                kept['momentum'] = child.momentum
+            setattr(model, name, build_norm({**kept, **norm_cfg}, child.num_features))
         else:
             replace_batchnorms(child, norm_cfg)
 

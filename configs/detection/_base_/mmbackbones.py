@@ -1,7 +1,8 @@
 # Backbones of mmbackbones for MMDetection configs: each detector config takes one of
 # these dicts and the matching FPN channels. Pretrained weights come from the ImageNet
 # configs: train, then `python tools/publish_model.py work_dirs/<cfg>/epoch_100.pth
-# checkpoints/<cfg>.pth` and point `checkpoint` at the file it prints (or override with
+# checkpoints/<cfg>.pth`, which writes checkpoints/<cfg>-<sha>.pth and makes
+# checkpoints/<cfg>.pth, the path named below, a link to it (or override with
 # --cfg-options model.backbone.init_cfg.checkpoint=PATH). Loading is strict: a wrong
 # file or prefix raises instead of silently training from random weights.
 custom_imports = dict(imports=['mmbackbones'], allow_failed_imports=False)

@@ -1,0 +1,213 @@
+"""Pretrained loading from every source MMEngine resolves, strictly, and no
+surprise from importing the package (file modes, symlinks, stock MMEngine
+checkpoints, NumPy 1 pickles, torch's switch for trusted files)."""
+import io
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from mmengine.logging import HistoryBuffer, MessageHub
+
+import mmbackbones  # noqa: F401  (installs safe loading and atomic writes)
+from mmbackbones import CheckpointError, build_backbone, load_weights
+from mmbackbones.checkpoint import load_checkpoint, safe_load
+from mmbackbones.engine.atomic_io import atomic_write
+from mmbackbones.publish import publish_checkpoint
+
+
+def assert_loaded(model, state_dict, prefix=''):
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state_dict[prefix + key]), key
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torch hub cache: a scheme resolves into it, nothing is downloaded."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    return cache
+
+
+def cached_file(cache, url: str):
+    return cache / url.rsplit('/', 1)[-1]
+
+
+def test_torchvision_scheme_resolves_through_mmengine_cache(torch_home):
+    from mmengine.runner.checkpoint import get_torchvision_models
+    tv = torchvision.models.resnet18(weights=None)
+    for m in tv.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+    torch.save(tv.state_dict(), cached_file(torch_home, get_torchvision_models()['resnet18']))
+    model = build_backbone('ResNet-18', init_cfg=dict(type='Pretrained',
+                                                      checkpoint='torchvision://resnet18'))
+    model.init_weights()
+    assert torch.equal(model.stem[1].running_mean, tv.bn1.running_mean)
+    assert torch.equal(model.stage5[-1].conv2.weight, tv.layer4[-1].conv2.weight)
+
+
+def test_url_and_open_mmlab_schemes_load_safely_from_the_cache(torch_home, tmp_path):
+    from mmengine.runner.checkpoint import get_external_models
+    state = build_backbone('Darknet-19').state_dict()
+    url = get_external_models()['darknet53']
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in state.items()}},
+               cached_file(torch_home, url))
+    for source in (url, 'open-mmlab://darknet53'):
+        model = build_backbone('Darknet-19', init_cfg=dict(type='Pretrained',
+                                                           checkpoint=source, prefix='backbone'))
+        model.init_weights()  # prefix without the trailing dot, as MMEngine accepts
+        assert_loaded(model, state)
+    # MMEngine's URL loader passes weights_only=False: ours still refuses code
+    torch.save({'state_dict': state, 'f': os.system}, cached_file(torch_home, url))
+    with pytest.raises(CheckpointError, match='refusing to load'):
+        load_checkpoint(url)
+    with pytest.raises(CheckpointError, match="knows no model named 'no_such_model'"):
+        load_checkpoint('torchvision://no_such_model')
+
+
+def test_home_relative_path(tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    model = build_backbone('VoVNet-19-slim')
+    torch.save(model.state_dict(), tmp_path / 'w.pth')
+    load_weights(build_backbone('VoVNet-19-slim'), '~/w.pth')
+
+
+def test_list_init_cfg_is_strict_and_applies_the_others(tmp_path):
+    darknet = tmp_path / 'darknet.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in
+                               build_backbone('Darknet-53').state_dict().items()}}, darknet)
+    wrong = build_backbone('VoVNet-39', init_cfg=[
+        dict(type='Constant', layer='Conv2d', val=0.5),
+        dict(type='Pretrained', checkpoint=str(darknet), prefix='backbone.')])
+    with pytest.raises(CheckpointError, match='does not fit VoVNet'):
+        wrong.init_weights()
+    vovnet = build_backbone('VoVNet-19-slim')
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in vovnet.state_dict().items()}},
+               tmp_path / 'vov.pth')
+    model = build_backbone('VoVNet-19-slim', init_cfg=[
+        dict(type='Constant', layer='Conv2d', val=0.5),
+        dict(type='Pretrained', checkpoint=str(tmp_path / 'vov.pth'), prefix='backbone.')])
+    model.init_weights()
+    assert_loaded(model, vovnet.state_dict())  # Pretrained runs last, as in MMEngine
+    constant = build_backbone('VoVNet-19-slim', init_cfg=[
+        dict(type='Constant', layer='Conv2d', val=0.5)])
+    constant.init_weights()
+    assert (constant.stem[0].conv.weight == 0.5).all()
+
+
+def stock_runner_checkpoint(path):
+    """What stock MMEngine writes: HistoryBuffer pickles its statistics as
+    getattr(HistoryBuffer, name), numpy scalars in the runtime info."""
+    hub = MessageHub('stock')
+    hub.update_scalar('train/loss', 1.5)
+    hub.update_info('iter', np.int64(3))
+    torch.save({'meta': {'epoch': 1}, 'message_hub': hub.state_dict(),
+                'state_dict': {'w': torch.ones(2)}}, path)
+
+
+def test_importing_keeps_mmengine_pickling_and_loads_stock_checkpoints(tmp_path):
+    assert HistoryBuffer.__getstate__.__module__ == 'mmengine.logging.history_buffer'
+    path = tmp_path / 'stock.pth'
+    stock_runner_checkpoint(path)
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
+    assert b'getattr' in data  # the statistics really are pickled that way
+    checkpoint = safe_load(path)
+    buffer = checkpoint['message_hub']['log_scalars']['train/loss']
+    assert buffer.current() == 1.5 and buffer.mean() == 1.5
+    from mmengine.runner.checkpoint import _load_checkpoint  # resume and load_from
+    assert _load_checkpoint(str(path))['meta']['epoch'] == 1
+
+
+def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
+    path = tmp_path / 'evil.pth'
+
+    class Exploit:
+        def __reduce__(self):
+            return getattr, (HistoryBuffer, '__init__')
+    torch.save({'x': Exploit()}, path)
+    with pytest.raises(CheckpointError, match="only HistoryBuffer statistics"):
+        safe_load(path)
+
+
+def numpy1_pickle(path):
+    """A legacy-format torch file whose numpy scalar is named as NumPy 1 names it."""
+    buffer = io.BytesIO()
+    torch.save({'epoch': np.float64(2.5)}, buffer, _use_new_zipfile_serialization=False)
+    data = buffer.getvalue()
+    assert b'numpy._core.multiarray' in data
+    path.write_bytes(data.replace(b'numpy._core.multiarray', b'numpy.core.multiarray'))
+
+
+def test_numpy1_names_load(tmp_path):
+    path = tmp_path / 'np1.pth'
+    numpy1_pickle(path)
+    assert safe_load(path)['epoch'] == 2.5
+
+
+def test_torch_switch_for_trusted_files_works_with_a_warning(tmp_path, monkeypatch):
+    path = tmp_path / 'trusted.pth'
+    torch.save({'state_dict': {}, 'obj': Fraction(1, 3)}, path)  # not in the allow-list
+    with pytest.raises(CheckpointError, match='TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'):
+        safe_load(path)
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    with pytest.warns(UserWarning, match='weights_only=False'):
+        assert safe_load(path)['obj'] == Fraction(1, 3)
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o002])
+def test_atomic_writes_keep_umask_modes_and_write_through_symlinks(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        from mmengine.fileio import get_file_backend
+        backend = get_file_backend(str(tmp_path))
+        backend.put(b'abc', str(tmp_path / 'new.pth'))
+        assert stat.S_IMODE(os.stat(tmp_path / 'new.pth').st_mode) == 0o666 & ~umask
+        os.chmod(tmp_path / 'new.pth', 0o640)
+        atomic_write(b'def', tmp_path / 'new.pth')  # an existing file keeps its mode
+        assert stat.S_IMODE(os.stat(tmp_path / 'new.pth').st_mode) == 0o640
+        (tmp_path / 'shared').mkdir()
+        target = tmp_path / 'shared' / 'real.pth'
+        target.write_bytes(b'old')
+        os.symlink(target, tmp_path / 'link.pth')
+        backend.put(b'new', str(tmp_path / 'link.pth'))
+        assert os.path.islink(tmp_path / 'link.pth') and target.read_bytes() == b'new'
+    finally:
+        os.umask(old)
+
+
+def test_import_changes_no_file_mode_in_a_fresh_process(tmp_path):
+    """mmengine.save_checkpoint before and after importing mmbackbones."""
+    code = ('import os, sys, torch; os.umask(0o022)\n'
+            'from mmengine.runner.checkpoint import save_checkpoint\n'
+            'save_checkpoint({"w": torch.ones(1)}, sys.argv[1] + "/a.pth")\n'
+            'import mmbackbones\n'
+            'save_checkpoint({"w": torch.ones(1)}, sys.argv[1] + "/b.pth")\n')
+    subprocess.run([sys.executable, '-c', code, str(tmp_path)], check=True)
+    modes = {n: stat.S_IMODE(os.stat(tmp_path / n).st_mode) for n in ('a.pth', 'b.pth')}
+    assert modes == {'a.pth': 0o644, 'b.pth': 0o644}
+
+
+def test_publish_links_the_stable_name_the_configs_use(tmp_path):
+    src = tmp_path / 'epoch_3.pth'
+    torch.save({'state_dict': {'backbone.w': torch.ones(2)}, 'meta': {'epoch': 3}}, src)
+    out = tmp_path / 'checkpoints' / 'vovnet39_imagenet.pth'
+    first = publish_checkpoint(str(src), str(out))
+    assert os.path.islink(out) and os.path.realpath(out) == os.path.realpath(first)
+    torch.save({'state_dict': {'backbone.w': torch.zeros(2)}, 'meta': {'epoch': 4}}, src)
+    second = publish_checkpoint(str(src), str(out))
+    assert second != first and os.path.realpath(out) == os.path.realpath(second)
+    assert torch.load(out, weights_only=True)['meta']['epoch'] == 4
+    plain = tmp_path / 'plain.pth'
+    plain.write_bytes(b'user data')
+    with pytest.raises(FileExistsError, match='not a symlink'):
+        publish_checkpoint(str(src), str(plain))
+    assert plain.read_bytes() == b'user data'
