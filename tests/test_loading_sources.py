@@ -211,3 +211,12 @@ def test_publish_links_the_stable_name_the_configs_use(tmp_path):
     with pytest.raises(FileExistsError, match='not a symlink'):
         publish_checkpoint(str(src), str(plain))
     assert plain.read_bytes() == b'user data'
+
+
+def test_publish_tool_reports_a_missing_input_without_a_traceback(tmp_path):
+    from training_utils import run_tool
+    result = run_tool(['tools/publish_model.py', str(tmp_path / 'nope.pth'),
+                       str(tmp_path / 'out.pth')], check=False)
+    assert result.returncode != 0
+    assert 'Traceback' not in result.stderr
+    assert f'checkpoint {tmp_path / "nope.pth"} does not exist' in result.stderr
