@@ -210,7 +210,9 @@ def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
 
     ``prefix`` (e.g. ``'backbone.'`` or ``'backbone'``) selects and strips the keys
     of one submodule. A torchvision state dict loads into a torchvision port as it
-    is; its classifier is set aside (and reported).
+    is; its classifier is set aside (and reported). A public checkpoint in another
+    layout (timm, MMDetection, vovnet-detectron2, ...: :mod:`mmbackbones.weights`)
+    is recognised and converted, when ``model`` is the network it was trained as.
     """
     from_file = not isinstance(checkpoint, dict)
     source = os.fspath(checkpoint) if from_file else '<state dict>'
@@ -218,13 +220,58 @@ def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
                                     if from_file else checkpoint)
     state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     prefix = normalize_prefix(prefix)
-    if prefix:
-        selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if not selected:
-            roots = sorted({k.split('.', 1)[0] + '.' for k in state_dict})
-            raise CheckpointError(f'prefix {prefix!r} matches none of the {len(state_dict)} '
-                                  f'keys of {source}; its keys start with {roots}')
-        state_dict = selected
+    try:
+        return _load_exactly(model, _select_prefix(state_dict, prefix, source), source,
+                             prefix, logger)
+    except CheckpointError as mismatch:
+        converted = _public_layout(state_dict)
+        if converted is None:
+            raise mismatch from None
+    _check_same_network(model, converted, source)
+    return _load_exactly(model, converted.state_dict, source, None, logger,
+                         note=f'converted from the {converted.source} layout',
+                         set_aside=converted.set_aside)
+
+
+def _select_prefix(state_dict: Dict[str, torch.Tensor], prefix: Optional[str],
+                   source: str) -> Dict[str, torch.Tensor]:
+    if not prefix:
+        return state_dict
+    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not selected:
+        roots = sorted({k.split('.', 1)[0] + '.' for k in state_dict})
+        raise CheckpointError(f'prefix {prefix!r} matches none of the {len(state_dict)} '
+                              f'keys of {source}; its keys start with {roots}')
+    return selected
+
+
+def _public_layout(state_dict: Dict[str, torch.Tensor]):
+    """The public layout ``state_dict`` is in, converted, or None."""
+    from .weights import convert_weights
+    try:
+        return convert_weights(state_dict)
+    except CheckpointError:
+        return None
+
+
+def _check_same_network(model: nn.Module, converted, source: str) -> None:
+    """The file's network must be ``model``'s: same class, same arguments."""
+    differ = {k: v for k, v in converted.kwargs.items() if getattr(model, k, None) != v}
+    if type(model).__name__ != converted.type or differ:
+        raise CheckpointError(
+            f'{source} holds {converted.source} weights, whose network is '
+            f'{converted.type}({_args(converted.kwargs)}); this model is '
+            f'{type(model).__name__} with {_args({k: getattr(model, k, None) for k in differ})}. '
+            f'Build {converted.type}({_args(converted.kwargs)}) to load it.')
+
+
+def _args(kwargs: dict) -> str:
+    return ', '.join(f'{k}={v!r}' for k, v in kwargs.items())
+
+
+def _load_exactly(model: nn.Module, state_dict: Dict[str, torch.Tensor], source: str,
+                  prefix: Optional[str], logger, note: str = '',
+                  set_aside: Optional[List[str]] = None) -> LoadReport:
     name = type(model).__name__
     model.__dict__.pop('dropped_head_keys', None)  # set again by a torchvision port's hook
     try:
@@ -234,7 +281,7 @@ def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
         more = f'\n\t... and {len(lines) - 7} more' if len(lines) > 7 else ''
         raise CheckpointError(f'{source} does not fit {name} (another architecture?): '
                               + '\n'.join(lines[1:7]) + more) from None
-    set_aside = list(getattr(model, 'dropped_head_keys', []))
+    set_aside = list(set_aside or []) + list(getattr(model, 'dropped_head_keys', []))
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f'{source} does not fit {name}'
@@ -246,7 +293,8 @@ def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
     loaded = len(model.state_dict())
     print_log(f'loaded {loaded} tensors into {name} from {source}'
               + (f' (prefix {prefix!r})' if prefix else '')
-              + (f'; set aside classifier keys {set_aside}' if set_aside else ''),
+              + (f' ({note})' if note else '')
+              + (f'; set aside {_preview(set_aside)}' if set_aside else ''),
               logger=logger)
     return LoadReport(loaded=loaded, source=source, set_aside=set_aside)
 

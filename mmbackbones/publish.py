@@ -3,7 +3,7 @@ import hashlib
 import io
 import os
 import os.path as osp
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
@@ -19,9 +19,7 @@ def publish_checkpoint(src: str, out: Optional[str] = None) -> str:
     ``<out stem>-<first 8 hex digits of its SHA-256>.pth``; with ``out`` given,
     ``out`` itself becomes a symlink to it, so configs can name a stable path
     (``checkpoints/vovnet39_imagenet.pth``). Returns the hashed file's path."""
-    if out and osp.lexists(out) and not osp.islink(out):
-        raise FileExistsError(f'{out} exists and is not a symlink: choose another name '
-                              f'(it becomes a link to the hashed release)')
+    _check_link_target(out)
     checkpoint = safe_load(src)
     ema = checkpoint.get('ema_state_dict')
     if isinstance(ema, dict):
@@ -30,27 +28,41 @@ def publish_checkpoint(src: str, out: Optional[str] = None) -> str:
                       if k.startswith('module.')}
     else:
         state_dict = checkpoint.get('state_dict', checkpoint)
+    meta = checkpoint.get('meta') or {}
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    return write_release(
+        state_dict, dict(source=osp.basename(src), epoch=int(meta.get('epoch', 0)),
+                         iter=int(meta.get('iter', 0)), ema=isinstance(ema, dict),
+                         classes=[str(c) for c in classes] if classes else None),
+        out or src, link=bool(out))
+
+
+def write_release(state_dict: Dict[str, torch.Tensor], meta: dict, out: str,
+                  link: bool = True) -> str:
+    """Write ``{'state_dict', 'meta'}`` (plain tensors and plain data) to
+    ``<out stem>-<sha>.pth``, atomically; with ``link``, ``out`` links to it."""
+    if link:
+        _check_link_target(out)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()
                   if isinstance(v, torch.Tensor)}
     if not state_dict:
-        raise ValueError(f'{src} holds no weights to publish')
-    meta = checkpoint.get('meta') or {}
-    classes = (meta.get('dataset_meta') or {}).get('classes')
-    release = dict(
-        state_dict=state_dict,
-        meta=dict(mmbackbones_version=__version__, source=osp.basename(src),
-                  epoch=int(meta.get('epoch', 0)), iter=int(meta.get('iter', 0)),
-                  ema=isinstance(ema, dict),
-                  classes=[str(c) for c in classes] if classes else None))
+        raise ValueError(f'no weights to publish for {out}')
+    release = dict(state_dict=state_dict,
+                   meta=dict(mmbackbones_version=__version__, **meta))
     buffer = io.BytesIO()
     torch.save(release, buffer)
     data = buffer.getvalue()
-    stem = osp.splitext(out or src)[0]
-    path = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    path = f'{osp.splitext(out)[0]}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
     atomic_write(data, path)
-    if out:
+    if link:
         link_latest(path, out)
     return path
+
+
+def _check_link_target(out: Optional[str]) -> None:
+    if out and osp.lexists(out) and not osp.islink(out):
+        raise FileExistsError(f'{out} exists and is not a symlink: choose another name '
+                              f'(it becomes a link to the hashed release)')
 
 
 def link_latest(target: str, link: str) -> None:

@@ -285,3 +285,29 @@ def test_init_cfg_in_args_is_applied_strictly(d2, tmp_path):
         assert torch.equal(body.state_dict()[key], value), key
     with pytest.raises(CheckpointError, match='does not fit VoVNet'):
         build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=39, init_cfg=init)))
+
+
+@needs_d2
+def test_public_vovnet_detectron2_file_loads_both_ways(d2, tmp_path):
+    """A vovnet-detectron2 V-19-eSE file: load_pretrained converts it, and
+    convert_to_detectron2.py writes it for MODEL.WEIGHTS."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+    from test_weights import vovnet_detectron2_state
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    from convert_to_detectron2 import convert
+    state = vovnet_detectron2_state(19)
+    path = tmp_path / 'V-19-eSE.pth'
+    torch.save(state, path)
+    args = dict(depth=19, stem_stride=4)
+    model = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', args))
+    d2.load_pretrained(model, str(path))
+    body = model.backbone.bottom_up.body
+    assert torch.equal(body.stage3[1].concat_conv.conv.weight,
+                       state['stage3.OSA3_1.concat.OSA3_1_concat/conv.weight'])
+    converted = tmp_path / 'd2.pth'
+    assert convert(str(path), str(converted)) == len(body.state_dict())
+    fresh = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', args))
+    DetectionCheckpointer(fresh).load(str(converted))
+    assert torch.equal(fresh.backbone.bottom_up.body.stage3[1].concat_conv.conv.weight,
+                       state['stage3.OSA3_1.concat.OSA3_1_concat/conv.weight'])

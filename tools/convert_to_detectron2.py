@@ -5,6 +5,9 @@
     python tools/convert_to_detectron2.py checkpoints/vovnet39_imagenet.pth \\
         checkpoints/vovnet39_d2.pth --arch fpn
 
+Public checkpoints that :func:`mmbackbones.weights.convert_weights` knows (timm,
+vovnet-detectron2, MMDetection, ...) are converted on the way.
+
 ``--arch fpn`` (FPN builders: keys under ``backbone.bottom_up.body.``) or ``plain``
 (``build_mmbackbones_backbone``: ``backbone.body.``). Only the backbone is kept;
 every one of its tensors is written, and a file without backbone weights is refused.
@@ -24,9 +27,18 @@ def convert(src: str, dst: str, arch: str = 'fpn', prefix: str = 'backbone.') ->
 
     import torch
 
-    from mmbackbones.checkpoint import CheckpointError, extract_state_dict, safe_load
+    from mmbackbones.checkpoint import (CheckpointError, extract_state_dict,
+                                        load_checkpoint)
     from mmbackbones.engine.atomic_io import atomic_write
-    state = extract_state_dict(safe_load(src))
+    from mmbackbones.weights import convert_weights
+    state = extract_state_dict(load_checkpoint(src))
+    try:  # a public checkpoint in another layout (timm, vovnet-detectron2, ...)
+        converted = convert_weights(state)
+        print(f'{src}: {converted.source} layout; in MODEL.MMBACKBONES use TYPE '
+              f'{converted.type} and ARGS {converted.kwargs}')
+        state, prefix = converted.state_dict, ''
+    except CheckpointError:
+        pass
     weights = {D2_PREFIX[arch] + k[len(prefix):]: v for k, v in state.items()
                if k.startswith(prefix) and isinstance(v, torch.Tensor)}
     if not weights:

@@ -205,11 +205,12 @@ class BaseBackbone(BaseModule):
         if not pretrained:
             super().init_weights()
             return
-        init_cfg, self.init_cfg = self.init_cfg, others or None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = init_cfg
+        if others:
+            init_cfg, self.init_cfg = self.init_cfg, others
+            try:
+                super().init_weights()
+            finally:
+                self.init_cfg = init_cfg
         for cfg in pretrained:
             load_weights(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                          map_location=cfg.get('map_location', 'cpu'))

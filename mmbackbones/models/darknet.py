@@ -90,6 +90,14 @@ class _DarknetFamily(BaseBackbone):
 class Darknet(_DarknetFamily):
     """Darknet-19 / Darknet-53. Residual blocks halve then restore the channels."""
 
+    @classmethod
+    def variants(cls) -> Dict[str, dict]:
+        # with the activations of the public weights (mmbackbones.weights)
+        leaky = {f'Darknet-53-LeakyReLU-{slope}': dict(
+            depth=53, act_cfg=dict(type='LeakyReLU', negative_slope=slope))
+            for slope in (0.1, 0.01)}  # MMDetection's / timm's
+        return {**super().variants(), **leaky}
+
     def build_stage(self, in_channels, out_channels, drop_paths):
         return nn.Sequential(
             self.conv(in_channels, out_channels, 3, stride=2),

@@ -1,10 +1,17 @@
 """VoVNet V1/V2 (one-shot aggregation), with eSE in every OSA module for V2.
 
-The 3-conv stem is level 0 (stride 2); stages 2..5 are levels 1..4, each
-opening with its own max pool (stage 2 included, as in the paper).
+Two layouts of the same network:
+
+* ``stem_stride=2`` (the seed's): the 3-conv stem is level 0 (stride 2);
+  stages 2..5 are levels 1..4, each opening with a padded max pool (stage 2
+  included, as in the paper).
+* ``stem_stride=4`` (vovnet-detectron2's and timm's, whose public weights load):
+  the stem's third conv has stride 2 and opens stage 2, which has no pool; the
+  first two stem convs are level 0 (stride 2); stages 3..5 pool with
+  ``MaxPool2d(3, 2, ceil_mode=True)``.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 import torch
 from mmcv.cnn.bricks import DropPath
@@ -72,16 +79,26 @@ class VoVNet(BaseBackbone):
     """VoVNet-19/39/57/99 (``slim=True`` for the narrow -19-slim).
 
     V2 (default): residual + eSE in every OSA module. V1: ``residual=False,
-    ese=False``.
+    ese=False``. ``ese='last'``: eSE only in the last module of each stage (timm's
+    ``ese_vovnet*b``). ``stem_stride=4``: the layout of vovnet-detectron2 and timm
+    (see the module's docstring).
     """
     arch_settings = ARCH_SETTINGS
+    ESE_CHOICES = (True, False, 'last')
+    STEM_STRIDES = (2, 4)
 
     def __init__(self, depth: int = 39, slim: bool = False, residual: bool = True,
-                 ese: bool = True, **kwargs):
+                 ese: Union[bool, str] = True, stem_stride: int = 2, **kwargs):
         self.depth = depth
         self.arch = select_variant(self.arch_settings, depth, 'VoVNet')
+        if ese not in self.ESE_CHOICES or not isinstance(ese, (bool, str)):
+            raise ValueError(f'unknown VoVNet ese {ese!r}; valid: {list(self.ESE_CHOICES)} '
+                             f'(every module, none, the last module of each stage)')
+        if stem_stride not in self.STEM_STRIDES:
+            raise ValueError(f'unknown VoVNet stem_stride {stem_stride!r}; valid: '
+                             f'{list(self.STEM_STRIDES)}')
         self.widths = SLIM_WIDTHS if slim else WIDTHS
-        self.slim, self.residual, self.ese = slim, residual, ese
+        self.slim, self.residual, self.ese, self.stem_stride = slim, residual, ese, stem_stride
         super().__init__(**kwargs)
 
     @property
@@ -95,22 +112,37 @@ class VoVNet(BaseBackbone):
         table.update({f'VoVNet-{d}': dict(depth=d) for d in cls.arch_settings})
         table.update({f'VoVNet-{d}-V1': dict(depth=d, residual=False, ese=False)
                       for d in cls.arch_settings})
+        # the layouts whose public ImageNet weights load (mmbackbones.weights)
+        table.update({f'VoVNet-{d}-S4': dict(depth=d, stem_stride=4)
+                      for d in cls.arch_settings})
+        table.update({f'VoVNet-{d}-S4-lastESE': dict(depth=d, stem_stride=4, ese='last')
+                      for d in (39, 57)})
+        table.update({f'VoVNet-{d}-S4-V1': dict(depth=d, stem_stride=4, residual=False,
+                                                ese=False) for d in (39, 57)})
         return table
 
     def build_levels(self) -> List[Level]:
         c1, c2, c3 = STEM_CHANNELS
-        stem = nn.Sequential(self.conv(self.in_channels, c1, 3, stride=2),
-                             self.conv(c1, c2, 3), self.conv(c2, c3, 3))
-        levels = [Level('stem', stem, c3)]
+        stem = [self.conv(self.in_channels, c1, 3, stride=2), self.conv(c1, c2, 3),
+                self.conv(c2, c3, 3, stride=self.stem_stride // 2)]
+        if self.stem_stride == 2:
+            levels = [Level('stem', nn.Sequential(*stem), c3)]
+            stage_openers = [nn.MaxPool2d(3, stride=2, padding=1) for _ in range(4)]
+        else:
+            levels = [Level('stem', nn.Sequential(*stem[:2]), c2)]
+            stage_openers = [stem[2]] + [nn.MaxPool2d(3, stride=2, ceil_mode=True)
+                                          for _ in range(3)]
         rates = iter(self.drop_path_rates(sum(self.arch.modules_per_stage)))
         in_channels = c3
-        for i, (mid, out, num_modules) in enumerate(
-                zip(self.widths.mid, self.widths.out, self.arch.modules_per_stage)):
-            stage = nn.Sequential(nn.MaxPool2d(3, stride=2, padding=1))
+        for i, (mid, out, num_modules, opener) in enumerate(zip(
+                self.widths.mid, self.widths.out, self.arch.modules_per_stage,
+                stage_openers)):
+            stage = nn.Sequential(opener)
             for j in range(num_modules):
+                ese = self.ese is True or (self.ese == 'last' and j == num_modules - 1)
                 stage.append(OSAModule(self, in_channels if j == 0 else out, mid, out,
                                        self.arch.layers_per_module, self.residual,
-                                       self.ese, next(rates)))
+                                       ese, next(rates)))
             levels.append(Level(f'stage{i + 2}', stage, out))
             in_channels = out
         return levels

@@ -36,3 +36,21 @@ darknet_channels = [128, 256, 512, 1024]
 # YOLOv3 takes strides 8..32 and YOLOV3Neck wants their channels deepest first
 darknet53_yolo = dict(darknet53, out_indices=(2, 3, 4))
 yolov3_neck_channels = darknet_channels[:0:-1]
+
+# Public ImageNet weights (README "Pretrained weights"): the original files load as they
+# are, converted on the fly (mmbackbones.weights), into the network they were trained as.
+def _public(source):
+    return dict(type='Pretrained', checkpoint=source, prefix='backbone.')
+
+
+# vovnet-detectron2's V-*-eSE files: stem stride 4, eSE in every OSA module; its
+# detectors feed them Detectron2's default input (BGR, mean subtracted, std 1)
+detectron2_preprocessor = dict(mean=[103.53, 116.28, 123.675], std=[1.0, 1.0, 1.0],
+                               bgr_to_rgb=False)
+vovnet39_public = dict(vovnet39, stem_stride=4, init_cfg=_public('checkpoints/public/V-39-eSE.pth'))
+vovnet57_public = dict(vovnet57, stem_stride=4, init_cfg=_public('checkpoints/public/V-57-eSE.pth'))
+vovnet99_public = dict(vovnet99, stem_stride=4, init_cfg=_public('checkpoints/public/V-99-eSE.pth'))
+# MMDetection's own Darknet-53 (LeakyReLU 0.1), resolved and cached by MMEngine; its
+# YOLOv3 config's own input normalization (RGB / 255) stays
+darknet53_yolo_public = dict(darknet53_yolo, act_cfg=dict(type='LeakyReLU', negative_slope=0.1),
+                             init_cfg=_public('open-mmlab://darknet53'))

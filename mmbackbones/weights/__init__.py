@@ -1,0 +1,137 @@
+"""Public ImageNet checkpoints of our networks, in their own key layouts.
+
+:func:`convert_weights` recognises a file's layout (or takes one by name),
+returns the backbone type and arguments that rebuild the source's network, and
+the weights in our keys. Each source is a table of rules in its own module.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+
+from ..checkpoint import CheckpointError, extract_state_dict, load_checkpoint
+from . import openmmlab, timm, vovnet_detectron2
+from .layout import Layout
+
+LAYOUTS: Dict[str, Layout] = {layout.name: layout for layout in (
+    *timm.LAYOUTS, *openmmlab.LAYOUTS, *vovnet_detectron2.LAYOUTS)}
+
+#: prefixes of whole-model wrappers, stripped when every key has one
+WRAPPER_PREFIXES = ('module.', )
+#: where a detector or classifier keeps its backbone, most specific first
+BACKBONE_PREFIXES = ('backbone.bottom_up.body.', 'backbone.bottom_up.', 'img_backbone.',
+                     'backbone.body.', 'backbone.')
+
+
+@dataclass
+class ConvertedWeights:
+    """A foreign checkpoint in our terms: ``build_backbone(type, **kwargs)``
+    computes what the source's network did, with ``state_dict`` loaded."""
+    source: str
+    type: str
+    kwargs: dict
+    state_dict: Dict[str, torch.Tensor]
+    set_aside: List[str] = field(default_factory=list)
+    filled: List[str] = field(default_factory=list)
+
+    def build(self, **overrides):
+        """The backbone with these weights (``overrides``: e.g. ``out_indices``)."""
+        from ..api import build_backbone
+        model = build_backbone(self.type, **{**self.kwargs, **overrides})
+        model.load_state_dict(self.state_dict)
+        return model
+
+    def config(self) -> str:
+        """The ``backbone=dict(...)`` of this network, for a config file."""
+        args = ', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())
+        return f"backbone=dict(type='mmbackbones.{self.type}', {args})"
+
+
+def _select_backbone(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict, List[str]]:
+    for prefix in WRAPPER_PREFIXES:
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    for prefix in BACKBONE_PREFIXES:
+        if any(k.startswith(prefix) for k in state_dict):
+            aside = [k for k in state_dict if not k.startswith(prefix)]
+            return {k[len(prefix):]: v for k, v in state_dict.items()
+                    if k.startswith(prefix)}, aside
+    return state_dict, []
+
+
+def _expected(layout: Layout) -> Dict[str, torch.Size]:
+    from ..api import build_backbone
+    with torch.device('meta'):
+        model = build_backbone(layout.type, **layout.kwargs)
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def _try(layout: Layout, state_dict: Dict[str, torch.Tensor]):
+    """``(ConvertedWeights, None)`` when ``state_dict`` is exactly ``layout``'s
+    network, else ``(None, what did not match)``."""
+    mapping, head, unknown = layout.rename(state_dict)
+    if unknown:
+        return None, f'{len(unknown)} keys no rule of it knows {_preview(unknown)}'
+    ours = {new: state_dict[old] for old, new in mapping.items()}
+    expected = _expected(layout)
+    filled = [k for k in expected if k not in ours and k.endswith('num_batches_tracked')]
+    for key in filled:  # Detectron2's FrozenBN keeps no counter
+        ours[key] = torch.tensor(0, dtype=torch.long)
+    missing = [k for k in expected if k not in ours]
+    surplus = [k for k in ours if k not in expected]
+    wrong = [f'{k} {tuple(ours[k].shape)} != {tuple(expected[k])}' for k in expected
+             if k in ours and ours[k].shape != expected[k]]
+    if missing or surplus or wrong:
+        problems = [f'{len(missing)} tensors missing {_preview(missing)}' if missing else '',
+                    f'{len(surplus)} surplus {_preview(surplus)}' if surplus else '',
+                    f'{len(wrong)} of another shape {_preview(wrong)}' if wrong else '']
+        return None, ', '.join(p for p in problems if p)
+    return ConvertedWeights(layout.name, layout.type, dict(layout.kwargs), ours,
+                            set_aside=head, filled=filled), None
+
+
+def convert_weights(source: Union[str, 'os.PathLike[str]', dict],
+                    layout: Optional[str] = None) -> ConvertedWeights:
+    """Convert a public checkpoint (a path MMEngine resolves, or a loaded dict,
+    in any wrapper: ``state_dict``/``model``, ``module.``, ``backbone.``,
+    ``backbone.bottom_up.``, ``img_backbone.``) to our network and keys.
+
+    ``layout`` (a key of :data:`LAYOUTS`, e.g. ``'timm:darknet53'``) skips the
+    detection. Raises :class:`~mmbackbones.CheckpointError` naming the known
+    layouts and what did not match when no layout fits exactly.
+    """
+    name = source if isinstance(source, dict) is False else '<state dict>'
+    raw = source if isinstance(source, dict) else load_checkpoint(os.fspath(source))
+    state_dict = {k: v for k, v in extract_state_dict(raw).items()
+                  if isinstance(v, torch.Tensor)}
+    state_dict, outside = _select_backbone(state_dict)
+    if layout is not None and layout not in LAYOUTS:
+        raise CheckpointError(f'unknown layout {layout!r}; known: {sorted(LAYOUTS)}')
+    candidates = [LAYOUTS[layout]] if layout else list(LAYOUTS.values())
+    found, reasons = [], {}
+    for candidate in candidates:
+        converted, reason = _try(candidate, state_dict)
+        if converted is not None:
+            found.append(converted)
+        else:
+            reasons[candidate.name] = reason
+    if len(found) > 1:
+        raise CheckpointError(f'{name} fits several layouts {[c.source for c in found]}; '
+                              f'pass layout=')
+    if not found:
+        ranked = sorted(reasons.items(), key=lambda item: len(item[1]))[:3]
+        details = '; '.join(f'{n}: {r}' for n, r in ranked)
+        raise CheckpointError(
+            f'{name} matches no known layout exactly (known: {sorted(LAYOUTS)}). '
+            f'Closest: {details}')
+    converted = found[0]
+    converted.set_aside = outside + converted.set_aside
+    return converted
+
+
+def _preview(items: List[str], limit: int = 4) -> str:
+    return '[' + ', '.join(items[:limit]) + (', ...' if len(items) > limit else '') + ']'
+
+
+__all__ = ['ConvertedWeights', 'LAYOUTS', 'convert_weights']

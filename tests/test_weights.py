@@ -1,0 +1,242 @@
+"""Public ImageNet checkpoints in their own layouts (timm, MMDetection, MMPretrain,
+vovnet-detectron2/DD3D) convert to networks that compute exactly what the
+source's did: random weights and random BN statistics, features compared at
+every stride."""
+import os
+
+import pytest
+import torch
+
+from mmbackbones import CheckpointError, build_backbone, list_variants, load_weights
+from mmbackbones.weights import LAYOUTS, convert_weights
+from training_utils import run_tool
+
+
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    model.eval()  # MMDetection's Darknet.train() returns None
+    return model
+
+
+def assert_same_features(ours, theirs):
+    for level, (a, b) in enumerate(zip(ours, theirs)):
+        assert a.shape == b.shape, (level, a.shape, b.shape)
+        err = (a - b).abs().max().item() / b.abs().max().item()
+        assert err <= 1e-5, f'level {level}: relative error {err:.2e}'
+
+
+TIMM = {'darknet53': 'Darknet-53-LeakyReLU-0.01', 'vovnet39a': 'VoVNet-39-S4-V1',
+        'vovnet57a': 'VoVNet-57-S4-V1', 'ese_vovnet39b': 'VoVNet-39-S4-lastESE',
+        'ese_vovnet57b': 'VoVNet-57-S4-lastESE'}
+
+
+@pytest.mark.parametrize('name', sorted(TIMM))
+def test_timm_features_equal_at_every_stride(name):
+    import timm
+    source = randomize(timm.create_model(name, pretrained=False))
+    converted = convert_weights(source.state_dict())
+    assert converted.source == f'timm:{name}'
+    assert converted.set_aside == ['head.fc.weight', 'head.fc.bias']
+    variant_type, variant_kwargs = list_variants()[TIMM[name]]
+    assert (converted.type, converted.kwargs) == (variant_type, variant_kwargs)
+    ours = converted.build(out_indices=(0, 1, 2, 3, 4)).eval()
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        theirs = dict(zip([f['reduction'] for f in source.feature_info],
+                          source.forward_intermediates(x, intermediates_only=True)))
+        assert_same_features(ours(x), [theirs[s] for s in ours.out_strides])
+
+
+def test_mmdetection_darknet53_features_equal():
+    from mmdet.models.backbones import Darknet as MMDetDarknet
+    source = randomize(MMDetDarknet(depth=53, out_indices=(1, 2, 3, 4, 5)))
+    converted = convert_weights({'state_dict': {f'backbone.{k}': v for k, v in
+                                                source.state_dict().items()}})
+    assert converted.source == 'mmdet:darknet53'
+    ours = converted.build(out_indices=(0, 1, 2, 3, 4)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_same_features(ours(x), source(x))
+
+
+def test_mmpretrain_resnet50_features_equal():
+    from mmpretrain.models import ResNet as MMPretrainResNet
+    source = randomize(MMPretrainResNet(depth=50, out_indices=(0, 1, 2, 3)))
+    state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
+    state['head.fc.weight'] = torch.zeros(1000, 2048)
+    converted = convert_weights({'state_dict': state, 'meta': {}})
+    assert converted.source == 'mmpretrain:resnet50'
+    assert converted.set_aside == ['head.fc.weight']
+    ours = converted.build().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_same_features(ours(x), source(x))
+
+
+# vovnet-detectron2's _STAGE_SPECS: stage conv channels, out channels, layers, modules
+D2_SPECS = {19: ((128, 160, 192, 224), (256, 512, 768, 1024), 3, (1, 1, 1, 1)),
+            39: ((128, 160, 192, 224), (256, 512, 768, 1024), 5, (1, 1, 2, 2)),
+            57: ((128, 160, 192, 224), (256, 512, 768, 1024), 5, (1, 1, 4, 3)),
+            99: ((128, 160, 192, 224), (256, 512, 768, 1024), 5, (1, 3, 9, 3))}
+
+
+def vovnet_detectron2_state(depth: int):
+    """A state dict in vovnet-detectron2's naming, written from its spec (with
+    Detectron2's FrozenBN: no num_batches_tracked), every tensor distinct."""
+    state, counter = {}, iter(range(1, 10 ** 6))
+
+    def unit(name, cin, cout, k):
+        state[f'{name}/conv.weight'] = torch.full((cout, cin, k, k), float(next(counter)))
+        for p in ('weight', 'bias', 'running_mean', 'running_var'):
+            state[f'{name}/norm.{p}'] = torch.full((cout, ), float(next(counter)))
+
+    unit('stem.stem_1', 3, 64, 3)
+    unit('stem.stem_2', 64, 64, 3)
+    unit('stem.stem_3', 64, 128, 3)
+    mids, outs, layers, modules = D2_SPECS[depth]
+    cin = 128
+    for s, (mid, out, n) in enumerate(zip(mids, outs, modules), start=2):
+        for m in range(1, n + 1):
+            name = f'stage{s}.OSA{s}_{m}'
+            for i in range(layers):
+                unit(f'{name}.layers.{i}.OSA{s}_{m}_{i}', cin if i == 0 else mid, mid, 3)
+            unit(f'{name}.concat.OSA{s}_{m}_concat', cin + layers * mid, out, 1)
+            state[f'{name}.ese.fc.weight'] = torch.full((out, out, 1, 1), float(next(counter)))
+            state[f'{name}.ese.fc.bias'] = torch.full((out, ), float(next(counter)))
+            cin = out
+    return state
+
+
+@pytest.mark.parametrize('depth', [19, 39, 57, 99])
+@pytest.mark.parametrize('prefix', ['', 'backbone.bottom_up.', 'img_backbone.',
+                                    'module.backbone.bottom_up.'])
+def test_vovnet_detectron2_and_dd3d_layouts(depth, prefix):
+    state = vovnet_detectron2_state(depth)
+    wrapped = {prefix + k: v for k, v in state.items()}
+    if prefix:  # a detector checkpoint: FPN and heads are set aside
+        wrapped[prefix.replace('bottom_up.', '').replace('img_backbone.', 'img_neck.')
+                + 'fpn_lateral2.weight'] = torch.zeros(1)
+    converted = convert_weights({'model': wrapped})
+    assert converted.source == f'vovnet-detectron2:V-{depth}-eSE'
+    assert (converted.type, converted.kwargs) == ('VoVNet', dict(depth=depth, stem_stride=4))
+    assert len(converted.filled) == sum(k.endswith('/norm.running_mean') for k in state)
+    ours = converted.state_dict
+    assert torch.equal(ours['stem.1.norm.running_var'], state['stem.stem_2/norm.running_var'])
+    assert torch.equal(ours['stage2.0.conv.weight'], state['stem.stem_3/conv.weight'])
+    last = D2_SPECS[depth][3][2]
+    assert torch.equal(ours[f'stage4.{last}.layers.2.norm.bias'],
+                       state[f'stage4.OSA4_{last}.layers.2.OSA4_{last}_2/norm.bias'])
+    assert torch.equal(ours['stage5.1.concat_conv.conv.weight'],
+                       state['stage5.OSA5_1.concat.OSA5_1_concat/conv.weight'])
+    assert torch.equal(ours['stage3.1.ese.fc.bias'], state['stage3.OSA3_1.ese.fc.bias'])
+    converted.build()  # every tensor of the network, exactly
+
+
+@pytest.fixture
+def timm_darknet_file(tmp_path):
+    import timm
+    source = randomize(timm.create_model('darknet53', pretrained=False))
+    path = tmp_path / 'darknet53.pth'
+    torch.save(source.state_dict(), path)
+    return str(path), source
+
+
+def test_init_cfg_and_load_weights_take_public_files(timm_darknet_file):
+    path, source = timm_darknet_file
+    name, kwargs = list_variants()['Darknet-53-LeakyReLU-0.01']
+    model = build_backbone(name, **kwargs, init_cfg=dict(type='Pretrained', checkpoint=path,
+                                                         prefix='backbone.'))
+    model.init_weights()
+    assert torch.equal(model.stage5[-1].conv2.norm.running_mean,
+                       source.stages[4].blocks[-1].conv2.bn.running_mean)
+    report = load_weights(build_backbone(name, **kwargs), path)
+    assert report.set_aside == ['head.fc.weight', 'head.fc.bias']
+    with pytest.raises(CheckpointError, match=r"timm:darknet53 weights, whose network is "
+                                              r"Darknet\(depth=53, act_cfg="):
+        load_weights(build_backbone('Darknet-53'), path)  # ReLU: another network
+
+
+def test_convert_weights_tool_writes_a_release_and_prints_the_config(timm_darknet_file,
+                                                                     tmp_path):
+    path, source = timm_darknet_file
+    out = tmp_path / 'checkpoints' / 'darknet53_timm.pth'
+    result = run_tool(['tools/convert_weights.py', path, str(out)])
+    assert 'timm:darknet53 layout' in result.stdout
+    assert "type='mmbackbones.Darknet', depth=53, act_cfg={'type': 'LeakyReLU', " \
+           "'negative_slope': 0.01}" in result.stdout
+    release = torch.load(out, weights_only=True)  # plain torch: a release
+    assert release['meta']['layout'] == 'timm:darknet53'
+    name, kwargs = list_variants()['Darknet-53-LeakyReLU-0.01']
+    model = build_backbone(name, **kwargs, init_cfg=dict(
+        type='Pretrained', checkpoint=str(out), prefix='backbone.'))
+    model.init_weights()
+    assert torch.equal(model.stem[0].conv.weight, source.stem.conv1.conv.weight)
+
+
+def test_unknown_truncated_and_unsafe_files_are_clear_errors(tmp_path):
+    import timm
+    other = tmp_path / 'resnet26.pth'
+    torch.save(timm.create_model('resnet26', pretrained=False).state_dict(), other)
+    with pytest.raises(CheckpointError, match=r"matches no known layout exactly \(known: "
+                                              r"\['mmdet:darknet53'"):
+        convert_weights(str(other))
+    with pytest.raises(CheckpointError, match="unknown layout 'timm:nope'"):
+        convert_weights(str(other), layout='timm:nope')
+    good = tmp_path / 'vov.pth'
+    torch.save(vovnet_detectron2_state(19), good)
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(good.read_bytes()[:4096])
+    with pytest.raises(CheckpointError, match='cannot read checkpoint'):
+        convert_weights(str(truncated))
+    evil = tmp_path / 'evil.pth'
+    torch.save({'model': vovnet_detectron2_state(19), 'x': os.system}, evil)
+    with pytest.raises(CheckpointError, match='refusing to load'):
+        convert_weights(str(evil))
+    state = vovnet_detectron2_state(39)
+    del state['stage4.OSA4_2.ese.fc.bias']
+    with pytest.raises(CheckpointError, match=r'V-39-eSE: 1 tensors missing '
+                                              r'\[stage4\.2\.ese\.fc\.bias\]'):
+        convert_weights(state)
+
+
+def test_every_layout_network_is_a_listed_variant():
+    variants = list(list_variants().values())
+    for layout in LAYOUTS.values():
+        assert (layout.type, layout.kwargs) in variants, layout.name
+
+
+def test_public_detection_configs_load_the_original_files(tmp_path, monkeypatch):
+    """The -public detection configs name the original files; they load as they are."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+    from mmengine.runner.checkpoint import get_external_models
+    from mmdet.models.backbones import Darknet as MMDetDarknet
+    from training_utils import ROOT
+    det = os.path.join(ROOT, 'configs', 'detection')
+    vov = tmp_path / 'V-39-eSE.pth'
+    state = vovnet_detectron2_state(39)
+    torch.save(state, vov)
+    cfg = Config.fromfile(os.path.join(det, 'retinanet_vovnet39-public_fpn_1x_coco.py'))
+    assert cfg.model.data_preprocessor.std == [1.0, 1.0, 1.0]  # Detectron2's input
+    cfg.model.backbone.init_cfg.checkpoint = str(vov)
+    backbone = MODELS.build(cfg.model.backbone)
+    backbone.init_weights()
+    assert torch.equal(backbone.stage5[1].ese.fc.weight, state['stage5.OSA5_1.ese.fc.weight'])
+    # open-mmlab://darknet53 through MMEngine's cache, in MMDetection's layout
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    source = randomize(MMDetDarknet(depth=53))
+    torch.save({'state_dict': source.state_dict()},
+               cache / get_external_models()['darknet53'].rsplit('/', 1)[-1])
+    cfg = Config.fromfile(os.path.join(det, 'yolov3_darknet53-public_ms-608-273e_coco.py'))
+    assert cfg.model.backbone.init_cfg.checkpoint == 'open-mmlab://darknet53'
+    backbone = MODELS.build(cfg.model.backbone)
+    backbone.init_weights()
+    assert torch.equal(backbone.stage5[0].conv.weight, source.conv_res_block5.conv.conv.weight)

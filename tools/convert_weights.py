@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Convert a public ImageNet checkpoint (timm, MMDetection, MMPretrain,
+vovnet-detectron2, DD3D) into an mmbackbones release, and print the backbone
+config that loads it:
+
+    python tools/convert_weights.py darknet53.pth checkpoints/darknet53_timm.pth
+    python tools/convert_weights.py V-39-eSE.pth checkpoints/vovnet39_d2.pth
+    python tools/convert_weights.py --list       # the layouts it knows
+
+The layout is detected from the keys (``--layout timm:darknet53`` forces one).
+The release holds the weights under ``backbone.`` (as a classifier checkpoint
+would), is named ``<out stem>-<sha>.pth``, and ``OUT`` becomes a link to it.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', nargs='?', help='the public checkpoint (path or URL)')
+    parser.add_argument('out', nargs='?', help='release name, e.g. checkpoints/x.pth')
+    parser.add_argument('--layout', help='skip detection: one of --list')
+    parser.add_argument('--list', action='store_true', help='print the known layouts')
+    args = parser.parse_args(argv)
+    from mmbackbones.checkpoint import CheckpointError
+    from mmbackbones.publish import write_release
+    from mmbackbones.weights import LAYOUTS, convert_weights
+    if args.list:
+        for name, layout in sorted(LAYOUTS.items()):
+            print(f'{name:34s} {layout.type}({layout.kwargs})')
+        return ''
+    if not args.src or not args.out:
+        parser.error('give SRC and OUT (or --list)')
+    try:
+        converted = convert_weights(args.src, args.layout)
+        path = write_release(
+            {f'backbone.{k}': v for k, v in converted.state_dict.items()},
+            dict(source=osp.basename(args.src), layout=converted.source,
+                 backbone=dict(type=converted.type, **converted.kwargs)), args.out)
+    except (FileNotFoundError, FileExistsError, CheckpointError) as err:
+        sys.exit(f'convert_weights.py: error: {err}')
+    print(f'{args.src}: {converted.source} layout, {len(converted.state_dict)} tensors'
+          + (f'; set aside {converted.set_aside}' if converted.set_aside else ''))
+    print(f'wrote {path} ({args.out} links to it). In a config:')
+    print(f"  {converted.config()[:-1]},\n"
+          f"       init_cfg=dict(type='Pretrained', checkpoint={args.out!r}, "
+          f"prefix='backbone.'))")
+    return path
+
+
+if __name__ == '__main__':
+    main()
