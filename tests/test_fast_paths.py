@@ -9,6 +9,7 @@ import torch
 
 from mmbackbones import build_backbone, list_variants
 from mmbackbones.deploy import FuseWarning, deploy, foldable, fuse
+from training_utils import random_bn_statistics
 
 VARIANTS = sorted(list_variants())
 ONE_PER_FAMILY = ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim', 'ResNet-18',
@@ -18,14 +19,7 @@ ONE_PER_FAMILY = ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim', 'ResNet-18',
 def with_statistics(name, **kwargs):
     """A backbone in eval mode with non-trivial norm statistics and affine terms."""
     torch.manual_seed(0)
-    model = build_backbone(name, out_indices=(0, 1, 2, 3, 4), **kwargs).eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model
+    return random_bn_statistics(build_backbone(name, out_indices=(0, 1, 2, 3, 4), **kwargs))
 
 
 def assert_close_relative(got, expected, rel):

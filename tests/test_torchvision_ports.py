@@ -87,11 +87,17 @@ def test_init_cfg_pretrained_reproduces_classification_features(name, tmp_path):
 
 
 def test_state_dict_of_another_architecture_is_refused(tmp_path):
-    path = tmp_path / 'resnet34.pth'
-    torch.save(tvm.resnet34(weights=None).state_dict(), path)
+    path = tmp_path / 'resnext50.pth'
+    torch.save(tvm.resnext50_32x4d(weights=None).state_dict(), path)
     port = build_backbone('ResNet-50', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(CheckpointError, match=r'(?s)does not fit ResNet.*size mismatch for stage2.1.conv1.weight.*more'):
         port.init_weights()
+    path = tmp_path / 'resnet34.pth'  # a known public layout: says which network to build
+    torch.save(tvm.resnet34(weights=None).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r'holds torchvision:resnet34 weights, whose '
+                                              r'network is ResNet\(depth=34\); this model is '
+                                              r'ResNet with depth=50'):
+        load_weights(build_backbone('ResNet-50'), str(path))
     path = tmp_path / 'mobilenet.pth'
     torch.save(tvm.mobilenet_v2(weights=None).state_dict(), path)
     with pytest.raises(CheckpointError, match=r'(?s)tensors of the model are missing.*stem'):

@@ -9,19 +9,11 @@ import torch
 
 from mmbackbones import CheckpointError, build_backbone, list_variants, load_weights
 from mmbackbones.weights import LAYOUTS, convert_weights
-from training_utils import run_tool
+from training_utils import random_bn_statistics, run_tool
 
 
 def randomize(model: torch.nn.Module) -> torch.nn.Module:
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    model.eval()  # MMDetection's Darknet.train() returns None
-    return model
+    return random_bn_statistics(model, mean=0.5)
 
 
 def assert_same_features(ours, theirs):
@@ -71,7 +63,7 @@ def test_mmpretrain_resnet50_features_equal():
     state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
     state['head.fc.weight'] = torch.zeros(1000, 2048)
     converted = convert_weights({'state_dict': state, 'meta': {}})
-    assert converted.source == 'mmpretrain:resnet50'
+    assert converted.source == 'torchvision:resnet50'  # MMPretrain's shares the keys
     assert converted.set_aside == ['head.fc.weight']
     ours = converted.build().eval()
     x = torch.randn(1, 3, 64, 64)

@@ -42,6 +42,21 @@ def write_small_config(folder, data_root: str, *, images: int = 96, batch: int =
     return path
 
 
+def random_bn_statistics(model, mean: float = 0.2):
+    """``model`` in eval mode with random BatchNorm statistics and affine terms
+    (seeded), so that a mis-mapped or mis-folded norm shows in the outputs."""
+    import torch
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-mean, mean)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    model.eval()  # MMDetection's Darknet.train() returns None
+    return model
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
