@@ -5,6 +5,7 @@ from .models import (BaseBackbone, CSPDarknet, Darknet, EfficientNet, MobileNetV
                      MobileNetV3, ResNet, ResNeXt, VoVNet, WideResNet)
 from .checkpoint import CheckpointError, load_weights
 from .deploy import deploy, fuse
+from .weights import ConvertedWeights, convert_weights
 from .checkpoint import install as _install_safe_loading
 from .engine import install_atomic_local_backend as _install_atomic_writes
 from .version import __version__
@@ -14,4 +15,5 @@ _install_atomic_writes()
 
 __all__ = ['BaseBackbone', 'Darknet', 'CSPDarknet', 'VoVNet', 'ResNet', 'ResNeXt', 'WideResNet',
            'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'build_backbone', 'load_weights', 'CheckpointError', 'deploy', 'fuse',
+           'convert_weights', 'ConvertedWeights',
            'list_backbones', 'list_variants', '__version__']

@@ -6,9 +6,9 @@
   nothing that could run code. torch's own switch for trusted files,
   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, is honoured, with a warning.
 * Every source MMEngine resolves: local paths (``~`` too), URLs and the
-  ``torchvision://``, ``open-mmlab://``, ``mmcls://`` schemes go through MMEngine's
-  own :class:`~mmengine.runner.checkpoint.CheckpointLoader` and its cache, inside
-  :func:`safe_loading` (MMEngine's URL loader passes ``weights_only=False``).
+  ``torchvision://``, ``open-mmlab://``, ``mmcls://`` schemes, through MMEngine's
+  model tables and torch's hub cache, but loaded by us: MMEngine's URL loader
+  passes ``weights_only=False``.
 * Strict: :func:`load_weights` (and every backbone's ``init_cfg=Pretrained``)
   refuses a checkpoint that would leave any backbone tensor unloaded, instead of
   MMEngine's silent ``strict=False``.
@@ -19,6 +19,7 @@ import logging
 import os
 import os.path as osp
 import pickle
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Union
@@ -30,7 +31,6 @@ from torch import nn
 
 PathLike = Union[str, 'os.PathLike[str]']
 TRUSTED_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
-FORCE_SAFE_ENV = 'TORCH_FORCE_WEIGHTS_ONLY_LOAD'
 _TRUE = ('1', 'y', 'yes', 'true')
 
 
@@ -77,20 +77,32 @@ def trusted_by_env() -> bool:
     return _env_true(TRUSTED_ENV)
 
 
+_allow_list_lock = threading.Lock()
+_allow_list_users = 0
+_allow_list_added: list = []
+
+
 @contextlib.contextmanager
 def safe_loading() -> Iterator[None]:
-    """Every ``torch.load`` inside is ``weights_only`` with :data:`SAFE_GLOBALS`
-    allowed, even where the caller passes ``weights_only=False`` (MMEngine's URL
-    loader does), unless the user set torch's ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``."""
-    with torch.serialization.safe_globals(SAFE_GLOBALS):
-        if trusted_by_env() or _env_true(FORCE_SAFE_ENV):
-            yield
-            return
-        os.environ[FORCE_SAFE_ENV] = '1'
-        try:
-            yield
-        finally:
-            os.environ.pop(FORCE_SAFE_ENV, None)
+    """:data:`SAFE_GLOBALS` are in torch's ``weights_only`` allow-list inside (for
+    every thread: torch keeps one list per process). Re-entrant and thread-safe;
+    entries the user had allowed before stay allowed after."""
+    global _allow_list_users, _allow_list_added
+    with _allow_list_lock:
+        if _allow_list_users == 0:
+            present = torch.serialization.get_safe_globals()
+            _allow_list_added = [g for g in SAFE_GLOBALS if g not in present]
+            torch.serialization.add_safe_globals(_allow_list_added)
+        _allow_list_users += 1
+    try:
+        yield
+    finally:
+        with _allow_list_lock:
+            _allow_list_users -= 1
+            if _allow_list_users == 0:
+                from torch import _weights_only_unpickler
+                _weights_only_unpickler._remove_safe_globals(_allow_list_added)
+                _allow_list_added = []
 
 
 def _warn_trusted(source: str) -> None:
@@ -117,7 +129,7 @@ def _clear_errors(source: str) -> Iterator[None]:
 
 
 def safe_load(path: PathLike, map_location: Union[str, torch.device, None] = 'cpu') -> dict:
-    """A local checkpoint file, loaded with :func:`safe_loading`."""
+    """A local checkpoint file, ``torch.load(weights_only=True)`` with the allow-list."""
     path = osp.expanduser(os.fspath(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path} does not exist')
@@ -128,54 +140,118 @@ def safe_load(path: PathLike, map_location: Union[str, torch.device, None] = 'cp
         return torch.load(path, map_location=map_location, weights_only=not trusted)
 
 
-def load_checkpoint(source: PathLike, map_location: Union[str, torch.device, None] = 'cpu'
-                    ) -> dict:
-    """A checkpoint from anywhere MMEngine resolves (local path, ``~``, URL,
-    ``torchvision://``, ``open-mmlab://``, ``mmcls://``, ...), through MMEngine's
-    loader and cache, loaded safely. Nothing is downloaded when the file is in
-    the cache (``$TORCH_HOME/hub/checkpoints``)."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    source = os.fspath(source)
-    loader = _safe_scheme(CheckpointLoader._get_checkpoint_loader(source))
-    try:
-        return loader(source, map_location)
-    except KeyError as err:  # a scheme's model name that is not in its table
-        raise CheckpointError(f'{source}: MMEngine knows no model named {err}') from None
+def load_url(url: str, map_location=None) -> dict:
+    """A checkpoint URL through torch's hub cache (``$TORCH_HOME/hub/checkpoints``:
+    nothing is downloaded when the file is there), loaded like :func:`safe_load`;
+    in distributed runs rank 0 downloads first, as MMEngine does. MMEngine's own
+    URL loader passes ``weights_only=False``."""
+    from mmengine.dist import get_dist_info
+    rank, world_size = get_dist_info()
+    trusted = trusted_by_env()
+    if trusted:
+        _warn_trusted(url)
+
+    def load():
+        with _clear_errors(url), safe_loading():
+            return torch.hub.load_state_dict_from_url(url, map_location=map_location,
+                                                      progress=False, weights_only=not trusted)
+    checkpoint = load() if rank == 0 else None
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            checkpoint = load()
+    return checkpoint
 
 
-def _safe_scheme(loader: Callable) -> Callable:
-    """MMEngine's loader for one scheme, run under :func:`safe_loading`."""
-    if getattr(loader, 'mmbackbones_safe', False):
-        return loader
+def _model_url(table: Dict[str, str], name: str, scheme: str) -> str:
+    if name not in table:
+        raise CheckpointError(f'{scheme}{name}: MMEngine knows no model named {name!r}')
+    return table[name]
 
-    @functools.wraps(loader)
-    def load(filename, map_location=None, *args, **kwargs):
-        if trusted_by_env():
-            _warn_trusted(filename)
-        with _clear_errors(filename), safe_loading():
-            return loader(filename, map_location, *args, **kwargs)
-    load.mmbackbones_safe = True
-    return load
+
+def _load_torchvision(filename: str, map_location=None) -> dict:
+    from mmengine.runner.checkpoint import get_torchvision_models
+    scheme, name = filename.split('://', 1)
+    return load_url(_model_url(get_torchvision_models(), name, scheme + '://'), map_location)
+
+
+def _load_openmmlab(filename: str, map_location=None) -> dict:
+    from mmengine.runner.checkpoint import (_get_mmengine_home, get_deprecated_model_names,
+                                            get_external_models)
+    scheme, name = filename.split('://', 1)
+    name = get_deprecated_model_names().get(name, name)
+    target = _model_url(get_external_models(), name, scheme + '://')
+    if target.startswith(('http://', 'https://')):
+        return load_url(target, map_location)
+    return safe_load(osp.join(_get_mmengine_home(), target), map_location)
+
+
+def _load_mmcls(filename: str, map_location=None) -> dict:
+    from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
+    name = filename[len('mmcls://'):]
+    return _process_mmcls_checkpoint(load_url(_model_url(get_mmcls_models(), name, 'mmcls://'),
+                                              map_location))
 
 
 def _load_from_local(filename, map_location=None):
     return safe_load(filename, map_location)
 
 
-_load_from_local.mmbackbones_safe = True
+def _load_from_url(filename, map_location=None):
+    return load_url(filename, map_location)
+
+
+#: our loader for each of MMEngine's schemes that resolves to a file or a URL; any
+#: other scheme (pavi, s3, ...) keeps MMEngine's loader inside :func:`safe_loading`
+SAFE_SCHEMES = {
+    '': _load_from_local,
+    ('http://', 'https://'): _load_from_url,
+    ('modelzoo://', 'torchvision://'): _load_torchvision,
+    ('open-mmlab://', 'openmmlab://'): _load_openmmlab,
+    'mmcls://': _load_mmcls,
+}
+
+
+def load_checkpoint(source: PathLike, map_location: Union[str, torch.device, None] = 'cpu'
+                    ) -> dict:
+    """A checkpoint from anywhere MMEngine resolves (local path, ``~``, URL,
+    ``torchvision://``, ``open-mmlab://``, ``mmcls://``, ...), through MMEngine's
+    model tables and torch's hub cache, loaded safely."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    source = os.fspath(source)
+    return _safe_scheme(CheckpointLoader._get_checkpoint_loader(source))(source, map_location)
+
+
+def _safe_scheme(loader: Callable) -> Callable:
+    """MMEngine's loader for a scheme we do not resolve ourselves, run with the
+    allow-list (torch >= 2.6 loads ``weights_only`` by default)."""
+    if getattr(loader, 'mmbackbones_safe', False):
+        return loader
+
+    @functools.wraps(loader)
+    def load(filename, map_location=None, *args, **kwargs):
+        with _clear_errors(filename), safe_loading():
+            return loader(filename, map_location, *args, **kwargs)
+    load.mmbackbones_safe = True
+    return load
+
+
+for _loader in SAFE_SCHEMES.values():
+    _loader.mmbackbones_safe = True
 
 
 def install() -> None:
     """Make MMEngine's checkpoint loading safe for the whole process, since resume,
-    ``load_from`` and ``init_cfg`` of other packages' modules load through it:
-    local files through :func:`safe_load`, every other registered scheme (URLs,
-    ``torchvision://``, ``open-mmlab://``, ...) under :func:`safe_loading`. Only
-    what may be unpickled changes; what MMEngine resolves and writes does not."""
+    ``load_from`` and ``init_cfg`` of other packages' modules load through it: our
+    loaders for local files, URLs, ``torchvision://``, ``open-mmlab://`` and
+    ``mmcls://`` (:data:`SAFE_SCHEMES`), and every other scheme registered so far
+    under :func:`safe_loading`. What MMEngine resolves and writes is unchanged."""
     from mmengine.runner.checkpoint import CheckpointLoader
+    for prefixes, loader in SAFE_SCHEMES.items():
+        CheckpointLoader.register_scheme(prefixes, loader, force=True)
     for prefix, loader in list(CheckpointLoader._schemes.items()):
-        safe = _load_from_local if prefix == '' else _safe_scheme(loader)
-        if safe is not loader:
-            CheckpointLoader.register_scheme(prefix, safe, force=True)
+        if not getattr(loader, 'mmbackbones_safe', False):
+            CheckpointLoader.register_scheme(prefix, _safe_scheme(loader), force=True)
 
 
 def extract_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
@@ -255,13 +331,18 @@ def _public_layout(state_dict: Dict[str, torch.Tensor]):
 
 
 def _check_same_network(model: nn.Module, converted, source: str) -> None:
-    """The file's network must be ``model``'s: same class, same arguments."""
-    differ = {k: v for k, v in converted.kwargs.items() if getattr(model, k, None) != v}
+    """The file's network must be ``model``'s: same class, same :meth:`arch_args`
+    (the architecture, activation and norm eps, not only the tensor shapes)."""
+    from .api import build_backbone
+    with torch.device('meta'):
+        expected = build_backbone(converted.type, **converted.kwargs)
+    ours = model.arch_args() if hasattr(model, 'arch_args') else {}
+    differ = {k: ours.get(k) for k, v in expected.arch_args().items() if ours.get(k) != v}
     if type(model).__name__ != converted.type or differ:
         raise CheckpointError(
             f'{source} holds {converted.source} weights, whose network is '
             f'{converted.type}({_args(converted.kwargs)}); this model is '
-            f'{type(model).__name__} with {_args({k: getattr(model, k, None) for k in differ})}. '
+            f'{type(model).__name__} with {_args(differ)}. '
             f'Build {converted.type}({_args(converted.kwargs)}) to load it.')
 
 

@@ -49,10 +49,10 @@ def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
     if isinstance(order, tuple) and {'conv', 'norm'} <= set(order):
         norm_name = getattr(module, 'norm_name', None)
         conv, norm = getattr(module, 'conv', None), getattr(module, norm_name or '', None)
-        if order.index('conv') < order.index('norm') and isinstance(conv, nn.Conv2d) \
+        if order.index('norm') == order.index('conv') + 1 and isinstance(conv, nn.Conv2d) \
                 and isinstance(norm, NORM_TYPES):
             yield conv, norm, norm_name
-        return  # with the norm first there is nothing to fold into the conv
+        return  # a norm before the conv, or after its activation, does not fold
     named = dict(children)
     for name, norm in children:  # torchvision's ResNet blocks: convK -> bnK
         match = re.fullmatch(r'bn(\d*)', name)
@@ -63,8 +63,11 @@ def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
 
 @torch.no_grad()
 def fold_norm(conv: nn.Conv2d, norm: nn.Module) -> None:
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    bias = norm.bias - norm.running_mean * scale
+    weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+    scale = weight / torch.sqrt(norm.running_var + norm.eps)
+    bias = -norm.running_mean * scale
+    if norm.bias is not None:  # affine=False: no weight and no bias
+        bias = bias + norm.bias
     if conv.bias is not None:
         bias = bias + conv.bias * scale
     conv.weight.mul_(scale.reshape(-1, 1, 1, 1))

@@ -209,3 +209,5 @@ def test_every_backbone_traces_with_fx(variant):
     with torch.no_grad():
         feats = extractor(x)
         assert torch.equal(feats['c3'], model(x)[1]) and torch.equal(feats['c5'], model(x)[3])
+    with pytest.raises(ValueError, match='expects an'):
+        extractor(torch.randn(1, 1, 64, 64))

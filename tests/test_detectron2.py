@@ -1,6 +1,7 @@
 """The Detectron2 adapter. Naming, shapes, strides and the freeze mapping are
 plain Python and always tested; the rest runs where Detectron2 is importable
 (it is not on PyPI: build it from source) and shows as skipped otherwise."""
+import glob
 import importlib.util
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from mmbackbones import build_backbone
-from training_utils import ROOT
+from training_utils import ROOT, run_tool
 from mmbackbones.adapters.naming import (deepest_feature, feature_levels,
                                          freeze_at_to_frozen_stages,
                                          norm_cfg_from_detectron2, output_shapes,
@@ -115,6 +116,17 @@ def d2_cfg(d2, meta: str, backbone: str, args: dict, norm='BN', freeze_at=2,
         cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 64
         cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
     return cfg
+
+
+def slim_release(tmp_path):
+    """A VoVNet-19-slim with random weights and its classifier-style release file."""
+    source = build_backbone('VoVNet-19-slim')
+    for p in source.parameters():
+        p.data.normal_()
+    path = tmp_path / 'release.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}},
+               path)
+    return source, path
 
 
 def demo_inputs():
@@ -224,25 +236,97 @@ def test_published_checkpoint_loads_into_a_detectron2_model(d2, tmp_path):
         d2.load_pretrained(other, release)
 
 
+YACS_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'detectron2', '*.yaml')))
+LAZY_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'detectron2', 'lazy', '[!_]*.py')))
+
+
+def test_configs_for_every_pair_are_here():
+    names = {os.path.basename(p) for p in YACS_CONFIGS + LAZY_CONFIGS}
+    for det in ('retinanet', 'faster_rcnn'):
+        for backbone in ('vovnet39', 'vovnet57', 'vovnet99', 'darknet53', 'cspdarknet53'):
+            assert f'{det}_{backbone}_fpn_1x.yaml' in names and f'{det}_{backbone}_fpn.py' in names
+
+
 @needs_d2
-def test_example_configs_build(d2):
-    from detectron2 import model_zoo
-    from detectron2.config import LazyConfig, get_cfg, instantiate
+@pytest.mark.parametrize('path', [p for p in YACS_CONFIGS if 'Base-' not in p],
+                         ids=os.path.basename)
+def test_yacs_configs_build(d2, path):
+    """Self-contained: merged as they are, after our node, like the tool does."""
+    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
-    lazy = LazyConfig.load(os.path.join(ROOT, 'configs', 'detectron2',
-                                        'retinanet_vovnet39_fpn_lazy.py'))
-    model = instantiate(lazy.model)
-    assert isinstance(model.backbone.bottom_up, d2.MMBackbone)
-    assert model.backbone.bottom_up.body.frozen_stages == 1
+    from torchvision.ops.misc import FrozenBatchNorm2d
     cfg = get_cfg()
     d2.add_mmbackbones_config(cfg)
-    cfg.merge_from_file(model_zoo.get_config_file('COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml'))
-    cfg.merge_from_file(os.path.join(ROOT, 'configs', 'detectron2', 'faster_rcnn_vovnet39_fpn.yaml'))
+    cfg.merge_from_file(path)
+    assert cfg.MODEL.BACKBONE.FREEZE_AT == 2 and cfg.INPUT.FORMAT == 'RGB'
+    cfg.MODEL.MMBACKBONES.PRETRAINED = ''  # ImageNet releases are not in the test tree
     cfg.MODEL.DEVICE = 'cpu'
     model = build_model(cfg)
     body = model.backbone.bottom_up.body
-    assert type(body).__name__ == 'VoVNet' and body.frozen_stages == 1
+    assert type(body).__name__ == cfg.MODEL.MMBACKBONES.TYPE and body.frozen_stages == 1
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
     assert model.backbone.size_divisibility == 32
+
+
+@needs_d2
+@pytest.mark.parametrize('path', LAZY_CONFIGS, ids=os.path.basename)
+def test_lazy_configs_build(d2, path):
+    from detectron2.config import LazyConfig, instantiate
+    cfg = LazyConfig.load(path)
+    assert {'model', 'dataloader', 'optimizer', 'lr_multiplier', 'train'} <= set(cfg)
+    body_cfg = cfg.model.backbone.bottom_up.body
+    assert body_cfg.pop('init_cfg').checkpoint.startswith('checkpoints/')
+    model = instantiate(cfg.model)
+    body = model.backbone.bottom_up.body
+    assert body.frozen_stages == 1 and model.input_format == 'RGB'
+
+
+@needs_d2
+def test_pretrained_key_loads_strictly(d2, tmp_path):
+    from detectron2.modeling import build_model
+    from mmbackbones import CheckpointError
+    source, path = slim_release(tmp_path)
+    cfg = d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=19, slim=True))
+    cfg.MODEL.MMBACKBONES.PRETRAINED = str(path)
+    body = build_model(cfg).backbone.bottom_up.body
+    assert torch.equal(body.stage5[1].concat_conv.conv.weight,
+                       source.stage5[1].concat_conv.conv.weight)
+    cfg.MODEL.MMBACKBONES.ARGS = type(cfg.MODEL.MMBACKBONES.ARGS)(dict(depth=19))
+    with pytest.raises(CheckpointError, match='does not fit VoVNet'):
+        build_model(cfg)
+
+
+@needs_d2
+@pytest.mark.slow  # trains with the tool in subprocesses
+def test_tool_trains_on_the_demo_set_and_evaluates(tmp_path):
+    config = 'configs/detectron2/retinanet_vovnet19slim_digits.yaml'
+    env = {'MMBACKBONES_DEMO_ROOT': str(tmp_path / 'digits_det')}
+    out = tmp_path / 'run'
+    short = ['SOLVER.MAX_ITER', '4', 'SOLVER.STEPS', '(3,)', 'SOLVER.WARMUP_ITERS', '2',
+             'SOLVER.CHECKPOINT_PERIOD', '4', 'TEST.EVAL_PERIOD', '0', 'OUTPUT_DIR', str(out)]
+    result = run_tool(['tools/train_detectron2.py', '--config-file', config, *short], env=env)
+    assert (out / 'model_final.pth').is_file()
+    assert 'copypaste: Task: bbox' in result.stdout + result.stderr
+    result = run_tool(['tools/train_detectron2.py', '--config-file', config, '--eval-only',
+                       'MODEL.WEIGHTS', str(out / 'model_final.pth'),
+                       'OUTPUT_DIR', str(tmp_path / 'eval')], env=env)
+    assert 'copypaste: AP,AP50,AP75,APs,APm,APl' in result.stdout + result.stderr
+    release = tmp_path / 'vovnet39_imagenet.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in
+                               build_backbone('VoVNet-39').state_dict().items()}}, release)
+    lazy = ['--config-file', 'configs/detectron2/lazy/retinanet_vovnet39_fpn.py',
+            'train.device=cpu', 'train.max_iter=2', 'train.eval_period=0',
+            f'train.output_dir={tmp_path / "lazy"}', 'model.num_classes=10',
+            f'model.backbone.bottom_up.body.init_cfg.checkpoint={release}',
+            'dataloader.train.dataset.names=digits_det_train', 'dataloader.train.total_batch_size=2',
+            'dataloader.train.num_workers=0',
+            'dataloader.test.dataset.names=digits_det_val', 'dataloader.test.num_workers=0']
+    run_tool(['tools/train_detectron2.py', *lazy], env=env)
+    trained = torch.load(tmp_path / 'lazy' / 'model_final.pth', weights_only=False)['model']
+    released = torch.load(release, weights_only=True)['state_dict']
+    # the release was loaded, and the frozen stem kept it through training
+    assert torch.equal(trained['backbone.bottom_up.body.stem.0.conv.weight'],
+                       released['backbone.stem.0.conv.weight'])
 
 
 @needs_d2
@@ -271,12 +355,7 @@ def test_builders_default_to_frozen_bn_and_take_either_naming(d2, style, meta):
 def test_init_cfg_in_args_is_applied_strictly(d2, tmp_path):
     from detectron2.modeling import build_model
     from mmbackbones import CheckpointError
-    source = build_backbone('VoVNet-19-slim')
-    for p in source.parameters():
-        p.data.normal_()
-    path = tmp_path / 'cls.pth'
-    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}},
-               path)
+    source, path = slim_release(tmp_path)
     init = dict(type='Pretrained', checkpoint=str(path), prefix='backbone.')
     model = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=19, slim=True,
                                                                 init_cfg=init)))

@@ -40,7 +40,8 @@ def test_fused_equals_unfused(name):
         assert_close_relative(fused(x), model(x), rel=1e-5)
 
 
-@pytest.mark.parametrize('order', [('conv', 'norm', 'act'), ('norm', 'conv', 'act')])
+@pytest.mark.parametrize('order', [('conv', 'norm', 'act'), ('norm', 'conv', 'act'),
+                                   ('conv', 'act', 'norm')])
 def test_fuse_follows_mmcv_conv_module_order(order):
     """Detector necks and heads are built from mmcv's ConvModule (``conv``/``bn``
     attributes): a norm before the conv must not be folded into it."""
@@ -51,7 +52,7 @@ def test_fuse_follows_mmcv_conv_module_order(order):
     block.bn.running_var.uniform_(0.5, 2.0)
     fused = fuse(block)
     folded = not any(foldable(m) for m in fused.modules())
-    assert folded == (order[0] == 'conv')
+    assert folded == (order.index('norm') == order.index('conv') + 1)
     x = torch.randn(2, 8, 16, 16)
     with torch.no_grad():
         assert_close_relative([fused(x)], [block(x)], rel=1e-5)
@@ -211,3 +212,11 @@ def test_fuse_reports_pairs_it_cannot_fold():
             m.track_running_stats, m.running_mean, m.running_var = False, None, None
     with pytest.warns(FuseWarning, match=r'BatchNorm2d'):
         fuse(no_stats)
+
+
+def test_fuse_folds_a_batchnorm_without_affine_terms():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, affine=False))
+    model = random_bn_statistics(model)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert_close_relative([fuse(model)(x)], [model(x)], rel=1e-5)

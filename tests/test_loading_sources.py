@@ -220,3 +220,38 @@ def test_publish_tool_reports_a_missing_input_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert 'Traceback' not in result.stderr
     assert f'checkpoint {tmp_path / "nope.pth"} does not exist' in result.stderr
+
+
+def test_safe_loading_restores_the_allow_list_and_sets_no_environment(tmp_path, torch_home):
+    """Re-entrant, thread-safe, and the user's own allow-list entries survive."""
+    import threading
+    from mmbackbones.checkpoint import SAFE_GLOBALS, safe_loading
+    get = torch.serialization.get_safe_globals
+    before, environment = list(get()), dict(os.environ)
+    torch.serialization.add_safe_globals([HistoryBuffer])  # a user's own workaround
+    try:
+        inside, leave = threading.Event(), threading.Event()
+
+        def hold():
+            with safe_loading():
+                inside.set()
+                leave.wait(10)
+        holder = threading.Thread(target=hold)
+        holder.start()
+        inside.wait(10)
+        url = 'https://example.invalid/checkpoints/evil.pth'
+        torch.save({'f': os.system}, torch_home / 'evil.pth')
+        with safe_loading():
+            assert all(g in get() for g in SAFE_GLOBALS)
+            with pytest.raises(CheckpointError, match='refusing to load'):
+                load_checkpoint(url)  # MMEngine's URL loader would unpickle it
+        leave.set()
+        holder.join()
+        assert HistoryBuffer in get() and dict(os.environ) == environment
+        from mmengine.runner.checkpoint import _load_checkpoint  # the Runner's path
+        with pytest.raises(CheckpointError, match='refusing to load'):
+            _load_checkpoint(url)
+    finally:
+        from torch import _weights_only_unpickler
+        _weights_only_unpickler._remove_safe_globals([HistoryBuffer])
+    assert get() == before

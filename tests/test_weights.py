@@ -232,3 +232,38 @@ def test_public_detection_configs_load_the_original_files(tmp_path, monkeypatch)
     backbone = MODELS.build(cfg.model.backbone)
     backbone.init_weights()
     assert torch.equal(backbone.stage5[0].conv.weight, source.conv_res_block5.conv.conv.weight)
+
+
+def test_same_keys_but_another_computation_is_refused(timm_darknet_file, tmp_path):
+    import timm
+    path = tmp_path / 'ese39b.pth'
+    torch.save(timm.create_model('ese_vovnet39b', pretrained=False).state_dict(), path)
+    same_keys = dict(depth=39, stem_stride=4, ese='last')
+    load_weights(build_backbone('VoVNet', **same_keys), str(path))
+    for other in (dict(residual=False), dict(act_cfg=dict(type='SiLU')),
+                  dict(norm_cfg=dict(type='BN', eps=1e-3))):
+        with pytest.raises(CheckpointError, match='Build VoVNet'):
+            load_weights(build_backbone('VoVNet', **same_keys, **other), str(path))
+    load_weights(build_backbone('VoVNet', **same_keys, norm_cfg=dict(type='FrozenBN'),
+                                frozen_stages=1, out_indices=(2, 3)), str(path))
+
+
+def test_detectron2_converter_takes_public_files_and_refuses_broken_ones(tmp_path):
+    """tools/convert_to_detectron2.py (plain Python, no Detectron2 needed)."""
+    import sys
+    from training_utils import ROOT
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    from convert_to_detectron2 import convert
+    state = {f'backbone.bottom_up.{k}': v for k, v in vovnet_detectron2_state(19).items()}
+    good, broken = tmp_path / 'dd3d.pth', tmp_path / 'broken.pth'
+    torch.save(state, good)
+    count = convert(str(good), str(tmp_path / 'd2.pth'))
+    written = torch.load(tmp_path / 'd2.pth', weights_only=True)['model']
+    assert count == len(written) == len(build_backbone('VoVNet', depth=19).state_dict())
+    assert all(k.startswith('backbone.bottom_up.body.stem.') or
+               k.startswith('backbone.bottom_up.body.stage') for k in written)
+    del state['backbone.bottom_up.stage3.OSA3_1.ese.fc.bias']
+    torch.save(state, broken)
+    with pytest.raises(CheckpointError, match='neither an mmbackbones checkpoint.*1 tensors '
+                                              'missing'):
+        convert(str(broken), str(tmp_path / 'd2b.pth'))

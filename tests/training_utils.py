@@ -51,8 +51,9 @@ def random_bn_statistics(model, mean: float = 0.2):
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-mean, mean)
             m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
+            if m.affine:
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
     model.eval()  # MMDetection's Darknet.train() returns None
     return model
 

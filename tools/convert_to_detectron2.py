@@ -31,19 +31,21 @@ def convert(src: str, dst: str, arch: str = 'fpn', prefix: str = 'backbone.') ->
                                         load_checkpoint)
     from mmbackbones.engine.atomic_io import atomic_write
     from mmbackbones.weights import convert_weights
+    from mmbackbones.models import NUM_LEVELS
     state = extract_state_dict(load_checkpoint(src))
-    try:  # a public checkpoint in another layout (timm, vovnet-detectron2, ...)
-        converted = convert_weights(state)
+    ours = {k[len(prefix):]: v for k, v in state.items()
+            if k.startswith(prefix) and isinstance(v, torch.Tensor)}
+    levels = ('stem.', ) + tuple(f'stage{i}.' for i in range(2, NUM_LEVELS + 1))
+    if not ours or not all(k.startswith(levels) for k in ours):
+        try:  # a public checkpoint in another layout (timm, vovnet-detectron2, ...)
+            converted = convert_weights(state)
+        except CheckpointError as err:
+            raise CheckpointError(f'{src} is neither an mmbackbones checkpoint (keys under '
+                                  f'{prefix!r}) nor a known public layout: {err}') from None
         print(f'{src}: {converted.source} layout; in MODEL.MMBACKBONES use TYPE '
               f'{converted.type} and ARGS {converted.kwargs}')
-        state, prefix = converted.state_dict, ''
-    except CheckpointError:
-        pass
-    weights = {D2_PREFIX[arch] + k[len(prefix):]: v for k, v in state.items()
-               if k.startswith(prefix) and isinstance(v, torch.Tensor)}
-    if not weights:
-        raise CheckpointError(f'no key of {src} starts with {prefix!r}: not a checkpoint '
-                              f'of an mmbackbones classifier?')
+        ours = converted.state_dict
+    weights = {D2_PREFIX[arch] + k: v for k, v in ours.items()}
     buffer = io.BytesIO()
     torch.save({'model': weights, '__author__': 'mmbackbones', 'matching_heuristics': False},
                buffer)

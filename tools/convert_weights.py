@@ -32,7 +32,8 @@ def main(argv=None) -> str:
     from mmbackbones.weights import LAYOUTS, convert_weights
     if args.list:
         for name, layout in sorted(LAYOUTS.items()):
-            print(f'{name:34s} {layout.type}({layout.kwargs})')
+            print(f'{name:34s} {layout.type}({layout.kwargs})\n{"":34s} top-1: {layout.top1}'
+                  + (f'; {layout.note}' if layout.note else ''))
         return ''
     if not args.src or not args.out:
         parser.error('give SRC and OUT (or --list)')

@@ -13,10 +13,10 @@ import argparse
 import os.path as osp
 import sys
 
-import _quiet  # noqa: F401  (the stack's noise, before MMEngine loads)
-from mmengine.config import DictAction
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
+from mmengine.config import DictAction  # noqa: E402
+
 from mmbackbones.analysis import format_row, markdown_table, measure  # noqa: E402
 
 
@@ -78,7 +78,6 @@ def main(argv=None) -> None:
         rows.append(format_row(osp.basename(args.target),
                                measure_config(args.target, args.shape, args.cfg_options)))
         what = 'whole model (backbone + neck + head)'
-
     else:
         model = build_backbone(args.target, **parse_kwargs(args.args))
         rows.append(format_row(args.target, measure(model, args.shape, model.in_channels)))

@@ -7,7 +7,8 @@ Importing this module registers three builders in Detectron2's ``BACKBONE_REGIST
 * ``build_mmbackbones_retinanet_fpn_backbone`` backbone + FPN with P6/P7, for RetinaNet.
 
 They read ``cfg.MODEL.MMBACKBONES`` (added by :func:`add_mmbackbones_config`):
-``TYPE`` and ``ARGS`` (the backbone's constructor arguments), ``OUT_FEATURES``
+``TYPE`` and ``ARGS`` (the backbone's constructor arguments), ``PRETRAINED`` (its
+ImageNet file, loaded strictly at build), ``OUT_FEATURES``
 (``res1``..``res5`` or ``c1``..``c5``, see :mod:`mmbackbones.adapters.naming`),
 ``NORM`` (``FrozenBN`` by default as for Detectron2's ResNet, ``BN``, ``SyncBN``,
 ``GN``); freezing follows ``cfg.MODEL.BACKBONE.FREEZE_AT``
@@ -94,6 +95,11 @@ def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
     node.OUT_FEATURES = ['res2', 'res3', 'res4', 'res5']
     node.NORM = 'FrozenBN'
     node.GN_GROUPS = 32
+    # ImageNet weights of the backbone, loaded strictly when the model is built:
+    # a release of ours, or a public file (mmbackbones.weights); MODEL.WEIGHTS loads after
+    node.PRETRAINED = ''
+    node.PRETRAINED_PREFIX = 'backbone.'
+
     cfg.MODEL.MMBACKBONES = node
     return cfg
 
@@ -102,6 +108,9 @@ def _mm_backbone(cfg: CfgNode, out_features: Optional[Sequence[str]] = None) -> 
     node = cfg.MODEL.MMBACKBONES
     args = plain(node.ARGS)
     args.setdefault('norm_cfg', norm_cfg_from_detectron2(node.NORM, node.GN_GROUPS))
+    if node.get('PRETRAINED'):
+        args['init_cfg'] = dict(type='Pretrained', checkpoint=node.PRETRAINED,
+                                prefix=node.PRETRAINED_PREFIX)
     args['frozen_stages'] = freeze_at_to_frozen_stages(cfg.MODEL.BACKBONE.FREEZE_AT)
     body = build_backbone(node.TYPE, **args)
     return MMBackbone(body, out_features or node.OUT_FEATURES)
@@ -133,6 +142,13 @@ def build_mmbackbones_retinanet_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpe
         return LastLevelP6P7(bottom_up.output_shape()[deepest].channels,
                              cfg.MODEL.FPN.OUT_CHANNELS, in_feature=deepest)
     return _fpn(cfg, p6p7)
+
+
+def deepest_channels(body: Mapping) -> int:
+    """Channels of the deepest level of the backbone ``body`` describes (the
+    kwargs of :class:`MMBackbone`), from metadata: built on the meta device."""
+    with torch.device('meta'):
+        return build_backbone(**plain(body)).level_channels[-1]
 
 
 def find_mm_backbone(model: torch.nn.Module) -> MMBackbone:

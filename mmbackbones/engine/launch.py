@@ -214,9 +214,12 @@ def train_input_size(cfg: Config) -> tuple:
             if isinstance(transform, dict) else None
         if isinstance(size, int):
             return size, size
-        if isinstance(size, (list, tuple)) and len(size) == 2 and \
-                all(isinstance(v, int) for v in size):
-            return size[1], size[0]  # OpenMMLab's scales are (width, height)
+        sizes = [size] if isinstance(size, (list, tuple)) and len(size) == 2 and all(
+            isinstance(v, int) for v in size) else size
+        if isinstance(sizes, (list, tuple)) and sizes and all(
+                isinstance(s, (list, tuple)) and len(s) == 2 for s in sizes):
+            width, height = max(sizes, key=lambda s: s[0] * s[1])  # multi-scale: largest
+            return height, width  # OpenMMLab's scales are (width, height)
     return 224, 224
 
 

@@ -90,6 +90,8 @@ class BaseBackbone(BaseModule):
 
     #: whether the family has residual blocks that ``drop_path_rate`` can act on
     supports_drop_path = False
+    #: constructor arguments (stored as attributes) that change what it computes
+    arch_arg_names: Tuple[str, ...] = ()
 
     def __init__(self,
                  *,
@@ -153,6 +155,13 @@ class BaseBackbone(BaseModule):
             return [self.drop_path_rate] * num_blocks
         return [self.drop_path_rate * i / (num_blocks - 1) for i in range(num_blocks)]
 
+    def arch_args(self) -> Dict[str, object]:
+        """What the network computes, as arguments: backbones with equal
+        ``arch_args()`` and equal weights give equal features in eval mode (the
+        norm type may differ: BN, SyncBN and FrozenBN agree there)."""
+        args = {name: getattr(self, name) for name in self.arch_arg_names}
+        return dict(args, act_cfg=self.act_cfg, norm_eps=self.norm_cfg.get('eps'))
+
     # -- metadata (no forward pass) --------------------------------------------
     @property
     def out_channels(self) -> Tuple[int, ...]:
@@ -172,7 +181,7 @@ class BaseBackbone(BaseModule):
 
     # -- running -----------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        check_input(x, self.in_channels, type(self).__name__)
+        x = check_input(x, self.in_channels, type(self).__name__)  # used: FX keeps it
         outs = []
         for index, name in enumerate(self.level_names[:self.out_indices[-1] + 1]):
             x = self._run_level(getattr(self, name), x)

@@ -59,6 +59,7 @@ class CSPStage(nn.Module):
 class _DarknetFamily(BaseBackbone):
     supports_drop_path = True
     arch_settings = BLOCKS_PER_STAGE
+    arch_arg_names = ('depth', )
 
     def __init__(self, depth: int = 53, **kwargs):
         self.depth = depth

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..registry import register_backbone
 from .base import BaseBackbone, Level, select_variant
-from .layers import build_norm
+from .layers import NORM_LAYERS, build_norm
 
 RESNET_TAPS = (('conv1', 'bn1', 'relu'), ('maxpool', 'layer1'), ('layer2', ),
                ('layer3', ), ('layer4', ))
@@ -62,6 +62,10 @@ class TorchvisionPort(BaseBackbone):
     @classmethod
     def variants(cls) -> Dict[str, dict]:
         return {name: {cls.arch_arg: key} for key, name in cls.variant_names.items()}
+
+    @property
+    def arch_arg_names(self) -> Tuple[str, ...]:
+        return (self.arch_arg, )
 
     def torchvision_kwargs(self) -> dict:
         return dict(self.tv_arch.kwargs)
@@ -128,8 +132,8 @@ def replace_batchnorms(model: nn.Module, norm_cfg: dict) -> None:
     for name, child in model.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
             kept = dict(eps=child.eps)
-            if norm_cfg['type'] in ('BN', 'BN2d', 'SyncBN'):
-                kept['momentum'] = child.momentum
+            if issubclass(NORM_LAYERS[norm_cfg['type']], nn.modules.batchnorm._BatchNorm):
+                kept['momentum'] = child.momentum  # FrozenBN and GN have none
             setattr(model, name, build_norm({**kept, **norm_cfg}, child.num_features))
         else:
             replace_batchnorms(child, norm_cfg)

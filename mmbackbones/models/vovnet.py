@@ -84,6 +84,7 @@ class VoVNet(BaseBackbone):
     (see the module's docstring).
     """
     arch_settings = ARCH_SETTINGS
+    arch_arg_names = ('depth', 'slim', 'residual', 'ese', 'stem_stride')
     ESE_CHOICES = (True, False, 'last')
     STEM_STRIDES = (2, 4)
 

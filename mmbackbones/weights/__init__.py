@@ -4,6 +4,7 @@
 returns the backbone type and arguments that rebuild the source's network, and
 the weights in our keys. Each source is a table of rules in its own module.
 """
+import copy
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
@@ -87,7 +88,7 @@ def _try(layout: Layout, state_dict: Dict[str, torch.Tensor]):
                     f'{len(surplus)} surplus {_preview(surplus)}' if surplus else '',
                     f'{len(wrong)} of another shape {_preview(wrong)}' if wrong else '']
         return None, ', '.join(p for p in problems if p)
-    return ConvertedWeights(layout.name, layout.type, dict(layout.kwargs), ours,
+    return ConvertedWeights(layout.name, layout.type, copy.deepcopy(layout.kwargs), ours,
                             set_aside=head, filled=filled), None
 
 
@@ -101,7 +102,7 @@ def convert_weights(source: Union[str, 'os.PathLike[str]', dict],
     detection. Raises :class:`~mmbackbones.CheckpointError` naming the known
     layouts and what did not match when no layout fits exactly.
     """
-    name = source if isinstance(source, dict) is False else '<state dict>'
+    name = '<state dict>' if isinstance(source, dict) else os.fspath(source)
     raw = source if isinstance(source, dict) else load_checkpoint(os.fspath(source))
     state_dict = {k: v for k, v in extract_state_dict(raw).items()
                   if isinstance(v, torch.Tensor)}

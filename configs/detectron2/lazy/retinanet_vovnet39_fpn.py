@@ -1,0 +1,6 @@
+# Detectron2 LazyConfig: retinanet + FPN with mmbackbones' vovnet39, COCO 1x (see _common.py).
+#   python tools/train_detectron2.py --config-file configs/detectron2/lazy/retinanet_vovnet39_fpn.py
+from ._common import retinanet
+
+model, dataloader, optimizer, lr_multiplier, train = retinanet(
+    dict(name='VoVNet', depth=39), pretrained='checkpoints/vovnet39_imagenet.pth')

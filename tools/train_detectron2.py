@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Train or evaluate a Detectron2 model with an mmbackbones backbone, with
+Detectron2's usual command line (yacs ``.yaml`` or LazyConfig ``.py`` files):
+
+    python tools/train_detectron2.py --config-file configs/detectron2/retinanet_vovnet19slim_digits.yaml
+    python tools/train_detectron2.py --config-file configs/detectron2/faster_rcnn_vovnet39_fpn_1x.yaml \\
+        --num-gpus 8 MODEL.MMBACKBONES.PRETRAINED checkpoints/vovnet39_imagenet.pth
+    python tools/train_detectron2.py --config-file CONFIG --eval-only MODEL.WEIGHTS output/model_final.pth
+    python tools/train_detectron2.py --config-file configs/detectron2/lazy/retinanet_vovnet39_fpn.py \\
+        train.device=cpu
+
+The embedded demo set is registered as ``digits_det_train`` / ``digits_det_val``
+(made under data/digits_det on first use). Needs Detectron2 (built from source).
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
+
+
+def main(argv=None):
+    from mmbackbones.adapters import detectron2  # noqa: F401  (clear error without it)
+    from detectron2.engine import default_argument_parser, launch
+
+    from mmbackbones.adapters.detectron2_engine import main as run
+    args = default_argument_parser().parse_args(argv)
+    return launch(run, args.num_gpus, num_machines=args.num_machines,
+                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args, ))
+
+
+if __name__ == '__main__':
+    main()
