@@ -1,5 +1,6 @@
-"""The ImageNet validation sorter and the embedded demo data."""
+"""The ImageNet validation sorter, the dataset checker and the embedded demo data."""
 import os
+import shutil
 
 import pytest
 
@@ -86,3 +87,76 @@ def test_digits_demo_data(digits_root):
     before = snapshot(digits_root)
     assert make_digits_classification(digits_root) == counts  # idempotent
     assert snapshot(digits_root) == before
+
+
+@pytest.fixture
+def damaged_folder(tmp_path):
+    """Class folders holding an empty file, a text file named .jpg, a truncated
+    JPEG, a CMYK JPEG and a PNG named .JPEG, beside good images."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    root = tmp_path / 'train'
+    for cls in ('cls_a', 'cls_b'):
+        (root / cls).mkdir(parents=True)
+
+    def photo(mode='RGB', size=(64, 48)):
+        pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        return Image.fromarray(pixels).convert(mode)
+    photo().save(root / 'cls_a' / 'good.jpg', quality=90)
+    photo().save(root / 'cls_b' / 'good.JPEG', quality=90)
+    (root / 'cls_a' / 'empty.jpg').write_bytes(b'')
+    (root / 'cls_a' / 'text.jpg').write_text('not an image\n')
+    buffer = io.BytesIO()
+    photo(size=(256, 256)).save(buffer, 'JPEG', quality=90)
+    (root / 'cls_b' / 'truncated.jpg').write_bytes(buffer.getvalue()[:buffer.tell() // 2])
+    photo('CMYK').save(root / 'cls_b' / 'cmyk.jpg', quality=90)
+    photo().save(root / 'cls_b' / 'png.JPEG', format='PNG')
+    return root
+
+
+def test_check_dataset_reports_and_writes_what_a_config_can_use(damaged_folder, tmp_path):
+    out = tmp_path / 'out'
+    result = run_tool(['tools/check_dataset.py', str(damaged_folder), '--workers', '2',
+                       '--out', str(out)], check=False)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert '7 images checked, 3 unreadable' in result.stdout
+    for line in ('empty (unreadable): 1', 'not an image (unreadable): 1',
+                 'truncated (unreadable): 1', 'cmyk (warning): 1', 'png named jpeg (warning): 1'):
+        assert line in result.stdout, line
+    unreadable = (out / 'train' / 'unreadable.txt').read_text().split()
+    assert sorted(os.path.basename(p) for p in unreadable) == [
+        'empty.jpg', 'text.jpg', 'truncated.jpg']
+    # the readable list is an MMPretrain ann_file: the dataset then skips the bad files
+    from mmpretrain.datasets import CustomDataset
+    dataset = CustomDataset(data_root=str(damaged_folder),
+                            ann_file=str(out / 'train' / 'readable_ann.txt'),
+                            metainfo=dict(classes=('cls_a', 'cls_b')))
+    assert len(dataset) == 4
+    assert {os.path.basename(dataset.get_data_info(i)['img_path'])
+            for i in range(4)} == {'good.jpg', 'good.JPEG', 'cmyk.jpg', 'png.JPEG'}
+    clean = damaged_folder.parent / 'clean'
+    (clean / 'cls_a').mkdir(parents=True)
+    shutil.copy(damaged_folder / 'cls_a' / 'good.jpg', clean / 'cls_a')
+    assert run_tool(['tools/check_dataset.py', str(clean), '--workers', '1',
+                     '--out', str(out)]).returncode == 0
+
+
+def test_check_dataset_writes_a_readable_coco_annotation_file(damaged_folder, tmp_path):
+    import json
+    from mmbackbones.datasets.check import Report, check_images, find_images, write_exclusions
+    images = sorted(p.relative_to(damaged_folder).as_posix()
+                    for p in damaged_folder.rglob('*') if p.is_file())
+    coco = dict(images=[dict(id=i, file_name=name) for i, name in enumerate(images)],
+                annotations=[dict(id=i, image_id=i) for i in range(len(images))],
+                categories=[])
+    ann = tmp_path / 'instances.json'
+    ann.write_text(json.dumps(coco))
+    report = Report(check_images(find_images(str(damaged_folder)), workers=1, progress=False))
+    written = write_exclusions(report, str(tmp_path / 'out'), str(damaged_folder), str(ann))
+    readable = json.loads(open(written[-1]).read())
+    assert len(readable['images']) == len(readable['annotations']) == len(images) - 3
+    assert not {'cls_a/empty.jpg', 'cls_a/text.jpg', 'cls_b/truncated.jpg'} & {
+        i['file_name'] for i in readable['images']}

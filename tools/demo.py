@@ -82,6 +82,14 @@ def main(argv=None) -> int:
               f'mAP {result["mAP"]:.3f}, mAP@0.5 {result["mAP50"]:.3f}  ({result["checkpoint"]})')
     gain = det['pretrained']['mAP'] - det['random']['mAP']
     print(f'[demo] pretraining gain: {gain:+.3f} mAP')
+    from mmbackbones.engine.curves import plot_runs
+    plots = {'pretraining': ([osp.join(args.work_dir, 'pretrain')], None, None),
+             'detection': ([osp.join(args.work_dir, f'detection_{n}') for n in det],
+                           ['loss', 'lr', 'coco/bbox_mAP'], [f'{n} backbone' for n in det])}
+    for name, (dirs, keys, labels) in plots.items():
+        out = osp.join(args.work_dir, f'{name}_curves.png')
+        plot_runs(dirs, keys, out, labels)
+        print(f'[demo] {name} curves:  {out}')
     return 0 if ok and gain > 0 else 1
 
 

@@ -20,7 +20,10 @@ import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 
 def main(argv=None):
-    from mmbackbones.adapters import detectron2  # noqa: F401  (clear error without it)
+    try:
+        from mmbackbones.adapters import detectron2  # noqa: F401
+    except ImportError as err:  # Detectron2 is not on PyPI: say how to get it
+        sys.exit(f'train_detectron2.py: {err}')
     from detectron2.engine import default_argument_parser, launch
 
     from mmbackbones.adapters.detectron2_engine import main as run

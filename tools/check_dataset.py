@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Decode every image of a dataset before a long run does, in parallel:
+
+    python tools/check_dataset.py data/imagenet/train --workers 8
+    python tools/check_dataset.py configs/vovnet39_imagenet.py      # its train/val/test sets
+
+Reports unreadable images (empty, not an image, truncated) and warnings (CMYK,
+grayscale, PNG named .jpg, smaller than --min-size); writes ``unreadable.txt`` and
+a file the dataset config can use instead (``readable_ann.txt`` as MMPretrain's
+``ann_file`` for class folders, ``<ann>.readable.json`` for COCO) to --out; exits
+with status 1 when an image is unreadable.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
+
+
+def dataset_sets(target: str):
+    """``[(name, image folder, COCO annotation file or None)]`` of a folder or a config."""
+    if not target.endswith('.py'):
+        return [(osp.basename(osp.normpath(target)), target, None)]
+    from mmengine.config import Config
+    cfg = Config.fromfile(target)
+    sets = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        while isinstance(dataset, dict) and 'dataset' in dataset:
+            dataset = dataset['dataset']
+        if not isinstance(dataset, dict):
+            continue
+        root = dataset.get('data_root', '')
+        prefix = dataset.get('data_prefix') or dataset.get('split') or ''
+        if isinstance(prefix, dict):
+            prefix = prefix.get('img_path', prefix.get('img', ''))
+        ann = dataset.get('ann_file')
+        entry = (loader.split('_')[0], osp.join(root, prefix),
+                 osp.join(root, ann) if ann and ann.endswith('.json') else None)
+        if entry[1:] not in [s[1:] for s in sets]:  # val and test often share
+            sets.append(entry)
+    return sets
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('target', help='an image folder or a config file')
+    parser.add_argument('--workers', type=int, default=4, help='decoding processes')
+    parser.add_argument('--min-size', type=int, default=32,
+                        help='report images with a side shorter than this')
+    parser.add_argument('--out', default='work_dirs/check_dataset',
+                        help='where the exclusion files go')
+    args = parser.parse_args(argv)
+    from mmbackbones.datasets.check import Report, check_images, find_images, write_exclusions
+    status = 0
+    for name, folder, coco_ann in dataset_sets(args.target):
+        if not osp.isdir(folder):
+            print(f'[{name}] {folder}: no such folder', file=sys.stderr)
+            status = 1
+            continue
+        print(f'[{name}] {folder}', flush=True)
+        report = Report(check_images(find_images(folder), args.workers, args.min_size))
+        print('\n' + report.summary())
+        written = write_exclusions(report, osp.join(args.out, name), folder, coco_ann)
+        print(f'  wrote {", ".join(written)}')
+        status = status or int(bool(report.unreadable))
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())
