@@ -11,12 +11,15 @@ from typing import TypeVar
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmbackbones',
                   locations=['mmbackbones.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmbackbones',
                  locations=['mmbackbones.engine'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmbackbones',
+                      locations=['mmbackbones.datasets'])
 
 # Model names registered by MMDetection, MMPretrain, MMYOLO or MMSegmentation;
 # ours resolve only as ``mmbackbones.<Name>``. ``tests/test_registry.py`` checks

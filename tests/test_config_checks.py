@@ -97,3 +97,17 @@ def test_missing_coco_paths_are_listed_once():
     listed = str(err.value).split('not found: ')[1].split(']')[0]
     assert listed.count('val2017/') == 1 and listed.count('instances_val2017.json') == 1
     assert 'section "Data"' in str(err.value)
+
+
+def test_each_runner_gets_its_own_visualizer(tmp_path):
+    """Two MMDetection Runners in one process log to their own work dirs."""
+    from mmengine.visualization import Visualizer
+    cfg = config(osp.join(DET, 'retinanet_vovnet39_fpn_1x_coco.py'))
+    assert cfg.visualizer.name == 'visualizer'
+    launch.own_visualizer(cfg)
+    names = []
+    for run in ('a', 'b'):
+        visualizer = Visualizer.get_instance(f'{cfg.visualizer.get("name", "run_" + run)}',
+                                             save_dir=str(tmp_path / run))
+        names.append(visualizer.instance_name)
+    assert names[0] != names[1]

@@ -181,7 +181,7 @@ def test_validation_resize_232_crop_224_top1_top5(recipe):
 
 def test_amp_falls_back_to_fp32_without_cuda(recipe, tmp_path):
     from mmbackbones.engine.launch import prepare_config
-    cfg = recipe.copy()
+    cfg = copy.deepcopy(recipe)  # prepare_config adapts the config it is given
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(tmp_path)
         (tmp_path / cfg[loader].dataset.split).mkdir(exist_ok=True)

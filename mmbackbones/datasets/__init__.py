@@ -1,3 +1,5 @@
 from .digits import CLASSES, make_digits_classification, make_digits_detection
+from .transforms import LoadImageOrSkip, UnreadableImageError
 
-__all__ = ['CLASSES', 'make_digits_classification', 'make_digits_detection']
+__all__ = ['CLASSES', 'make_digits_classification', 'make_digits_detection',
+           'LoadImageOrSkip', 'UnreadableImageError']

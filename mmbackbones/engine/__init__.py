@@ -1,8 +1,8 @@
 """Training-side fixes and helpers for MMEngine runners (see DESIGN.md's list of
 known incompatibilities)."""
 from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
-from .hooks import EpochSeedHook
+from .hooks import EpochSeedHook, UnreadableImagesHook
 from .launch import latest_checkpoint, prepare_config
 
 __all__ = ['AtomicLocalBackend', 'install_atomic_local_backend', 'EpochSeedHook',
-           'latest_checkpoint', 'prepare_config']
+           'UnreadableImagesHook', 'latest_checkpoint', 'prepare_config']

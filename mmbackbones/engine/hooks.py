@@ -1,3 +1,4 @@
+import os
 import random
 from functools import partial
 
@@ -45,3 +46,48 @@ class EpochSeedHook(Hook):
                                       'resumable, reproducible augmentation')
             else:
                 loader.worker_init_fn = partial(_seed_worker, base_seed=seed)
+
+
+@HOOKS.register_module()
+class UnreadableImagesHook(Hook):
+    """Stops a training run whose data set has too many unreadable images.
+
+    :class:`~mmbackbones.datasets.LoadImageOrSkip` (in the main process and in
+    data-loader workers) appends every skipped file to ``record``; this hook reads
+    it every ``interval`` iterations and at each epoch's end, logs new ones, and
+    raises listing them all once more than ``max_fraction`` of the training set
+    (default 0.1 %) were skipped.
+    """
+    priority = 'LOW'
+
+    def __init__(self, record: str, max_fraction: float = 0.001, interval: int = 50):
+        self.record, self.max_fraction, self.interval = record, max_fraction, interval
+        self._reported = 0
+
+    def before_train(self, runner) -> None:
+        if get_rank() == 0 and os.path.exists(self.record):
+            os.remove(self.record)  # a resumed run counts its own skips
+
+    def _check(self, runner) -> None:
+        if not os.path.exists(self.record):
+            return
+        with open(self.record) as f:
+            paths = sorted({line.strip() for line in f if line.strip()})
+        if len(paths) > self._reported:
+            runner.logger.warning(f'{len(paths)} unreadable training images skipped so far '
+                                  f'(listed in {self.record})')
+            self._reported = len(paths)
+        limit = self.max_fraction * len(runner.train_dataloader.dataset)
+        if len(paths) > limit:
+            raise RuntimeError(
+                f'{len(paths)} training images are unreadable, more than the limit of '
+                f'{self.max_fraction:.2%} of {len(runner.train_dataloader.dataset)}: '
+                f'{paths}. Check the set with tools/check_dataset.py, or raise '
+                f'unreadable_images.max_fraction.')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.every_n_train_iters(runner, self.interval):
+            self._check(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        self._check(runner)

@@ -22,6 +22,8 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
       other wrapper drops the AMP-only keys (``loss_scale``, ``dtype``).
     * the model's backbone type and the dataset folders exist; the neck's (or
       classifier head's) ``in_channels`` match the backbone's ``out_channels``.
+    * unreadable images: skipped (and counted) in training, named in evaluation
+      (:func:`guard_image_loading`).
     * on CPU: data workers capped at the cores, and a run that cannot fit in
       memory stops now with what to change (:func:`check_cpu_memory`).
     * ``resume=True`` without ``load_from`` resumes from :func:`latest_checkpoint`.
@@ -29,6 +31,8 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
     check_backbone_type(cfg)
     check_channels(cfg)
     check_dataset_folders(cfg)
+    guard_image_loading(cfg)
+    own_visualizer(cfg)
     if cfg.get('resume') and not cfg.get('load_from') and cfg.get('work_dir'):
         cfg.load_from = latest_checkpoint(cfg.work_dir)
     cuda = torch.cuda.is_available()
@@ -190,6 +194,16 @@ def check_channels(cfg: Config) -> None:
             '(0, 1, 2, 3) are out_indices=(1, 2, 3, 4) here.')
 
 
+def own_visualizer(cfg: Config) -> None:
+    """Drop MMDetection's fixed ``visualizer.name``: with it a second Runner in the
+    same process (the demo trains three) reuses the first one's visualizer, and its
+    scalars land in the first run's log. Unnamed, each Runner names its own after
+    its experiment."""
+    visualizer = cfg.get('visualizer')
+    if isinstance(visualizer, dict) and visualizer.get('name') == 'visualizer':
+        visualizer.pop('name')
+
+
 def cap_cpu_workers(cfg: Config) -> None:
     """Without a GPU the workers compete with training for the cores: at most
     one per core of this process's share."""
@@ -289,6 +303,51 @@ def check_cpu_memory(cfg: Config) -> None:
         f'{available / gb:.1f} GB are available. Lower the batch, e.g. --cfg-options '
         f'train_dataloader.batch_size={fits} (auto_scale_lr scales the learning rate when '
         f'enabled), train on GPUs, or pass --skip-memory-check if you know better.')
+
+
+LOADERS = ('LoadImageFromFile', 'mmcv.LoadImageFromFile')
+#: ``unreadable_images`` in a config: the defaults
+UNREADABLE_DEFAULTS = dict(max_fraction=0.001, skip_in_eval=False)
+
+
+def _pipelines(loader_cfg) -> List[list]:
+    dataset = (loader_cfg or {}).get('dataset')
+    found = []
+    stack = [dataset]
+    while stack:  # wrappers: 'dataset' or a list of 'datasets'
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get('pipeline'), list):
+                found.append(item['pipeline'])
+            stack += [item.get('dataset')] + list(item.get('datasets') or [])
+    return found
+
+
+def guard_image_loading(cfg: Config) -> None:
+    """Replace the pipelines' ``LoadImageFromFile`` by
+    :class:`~mmbackbones.datasets.LoadImageOrSkip`: training skips an unreadable
+    image (warning naming it, another sample drawn) and
+    :class:`~mmbackbones.engine.UnreadableImagesHook` stops the run past
+    ``unreadable_images.max_fraction`` of the set (0.1 %); evaluation stops naming
+    the file unless ``unreadable_images.skip_in_eval=True``."""
+    options = {**UNREADABLE_DEFAULTS, **(cfg.get('unreadable_images') or {})}
+    record = osp.join(cfg.get('work_dir') or '.', 'unreadable_images.txt')
+    guarded = False
+    for loader, skip in (('train_dataloader', True), ('val_dataloader', options['skip_in_eval']),
+                         ('test_dataloader', options['skip_in_eval'])):
+        for pipeline in _pipelines(cfg.get(loader)):
+            for i, transform in enumerate(pipeline):
+                if isinstance(transform, dict) and transform.get('type') in LOADERS:
+                    pipeline[i] = dict(transform, type='mmbackbones.LoadImageOrSkip', skip=skip,
+                                       record=record if skip else None)
+                    guarded |= loader == 'train_dataloader'
+    hooks = list(cfg.get('custom_hooks') or [])
+    if guarded and cfg.get('train_cfg') and not any(
+            str(h.get('type', '')).endswith('UnreadableImagesHook') for h in hooks):
+        os.makedirs(osp.dirname(record) or '.', exist_ok=True)
+        hooks.append(dict(type='mmbackbones.UnreadableImagesHook', record=record,
+                          max_fraction=options['max_fraction']))
+        cfg.custom_hooks = hooks
 
 
 def dataset_folders(cfg: Config) -> List[str]:

@@ -1,0 +1,86 @@
+"""An unreadable image never ends a training run silently: skipped with a warning
+naming it (MMEngine's refetch draws another sample), counted across data-loader
+workers, and the run stops past a limit; evaluation stops naming the file."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mmbackbones  # noqa: F401  (registers the transform and the hook)
+from mmbackbones.datasets import LoadImageOrSkip, UnreadableImageError
+from training_utils import run_tool, write_small_config
+
+
+@pytest.fixture
+def broken(tmp_path):
+    """An empty file and a text file named .jpg."""
+    empty, text = tmp_path / 'empty.jpg', tmp_path / 'text.jpg'
+    empty.write_bytes(b'')
+    text.write_text('not an image\n')
+    return str(empty), str(text)
+
+
+def test_training_skips_and_records_evaluation_names_the_file(broken, tmp_path):
+    record = tmp_path / 'unreadable.txt'
+    skip = LoadImageOrSkip(skip=True, record=str(record))
+    for path in broken:
+        assert skip(dict(img_path=path)) is None
+    assert record.read_text().split() == list(broken)
+    strict = LoadImageOrSkip()
+    for path in broken:
+        with pytest.raises(UnreadableImageError, match=f'cannot read image {path}'):
+            strict(dict(img_path=path))
+    good = tmp_path / 'good.jpg'
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+    assert skip(dict(img_path=str(good)))['img'].shape == (8, 8, 3)
+
+
+def test_mmdetection_coco_dataset_draws_another_image(broken, tmp_path):
+    from mmdet.datasets import CocoDataset
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / 'good.jpg')
+    images = ['empty.jpg', 'good.jpg']
+    coco = dict(images=[dict(id=i, file_name=n, width=32, height=32)
+                        for i, n in enumerate(images)],
+                annotations=[dict(id=i + 1, image_id=i, category_id=1, bbox=[2, 2, 10, 10],
+                                  area=100, iscrowd=0) for i in range(2)],
+                categories=[dict(id=1, name='thing')])
+    (tmp_path / 'ann.json').write_text(json.dumps(coco))
+    pipeline = [dict(type='mmbackbones.LoadImageOrSkip', skip=True,
+                     record=str(tmp_path / 'unreadable.txt')),
+                dict(type='LoadAnnotations', with_bbox=True), dict(type='PackDetInputs')]
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        dataset = CocoDataset(data_root=str(tmp_path), ann_file='ann.json',
+                              data_prefix=dict(img=''), pipeline=pipeline,
+                              metainfo=dict(classes=('thing', )), filter_cfg=None)
+        sample = dataset[0]  # the empty file: another image comes instead
+    assert sample['data_samples'].img_path.endswith('good.jpg')
+    assert (tmp_path / 'unreadable.txt').read_text().strip().endswith('empty.jpg')
+
+
+@pytest.mark.slow  # trains with the tools in subprocesses
+def test_training_survives_bad_files_and_stops_past_the_limit(digits_root, tmp_path):
+    data = tmp_path / 'digits'
+    shutil.copytree(digits_root, data)
+    first = sorted((data / 'train' / 'digit0').iterdir())[:2]  # inside the run's 64 images
+    first[0].write_bytes(b'')
+    first[1].write_text('not an image\n')
+    config = write_small_config(tmp_path, str(data), images=64, batch=16, epochs=2)
+    work = tmp_path / 'work'
+    result = run_tool(['tools/train.py', config, '--work-dir', str(work),
+                       '--cfg-options', 'unreadable_images.max_fraction=0.05'])  # 3 of 64
+    assert f'skipping unreadable image {first[0]}' in result.stdout + result.stderr
+    assert set((work / 'unreadable_images.txt').read_text().split()) == {str(p) for p in first}
+    assert (work / 'epoch_2.pth').is_file()
+    result = run_tool(['tools/train.py', config, '--work-dir', str(tmp_path / 'strict')],
+                      check=False)  # the default limit: 0.1 % of the set
+    assert result.returncode != 0
+    assert 'training images are unreadable, more than the limit of 0.10% of 64' in result.stderr
+    assert str(first[0]) in result.stderr
+    (data / 'val' / 'digit0' / sorted((data / 'val' / 'digit0').iterdir())[0].name) \
+        .write_bytes(b'')
+    result = run_tool(['tools/test.py', config, str(work / 'epoch_2.pth'),
+                       '--work-dir', str(tmp_path / 'test')], check=False)
+    assert result.returncode != 0 and 'cannot read image' in result.stderr
