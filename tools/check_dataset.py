@@ -23,24 +23,10 @@ def dataset_sets(target: str):
     if not target.endswith('.py'):
         return [(osp.basename(osp.normpath(target)), target, None)]
     from mmengine.config import Config
-    cfg = Config.fromfile(target)
-    sets = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        dataset = (cfg.get(loader) or {}).get('dataset')
-        while isinstance(dataset, dict) and 'dataset' in dataset:
-            dataset = dataset['dataset']
-        if not isinstance(dataset, dict):
-            continue
-        root = dataset.get('data_root', '')
-        prefix = dataset.get('data_prefix') or dataset.get('split') or ''
-        if isinstance(prefix, dict):
-            prefix = prefix.get('img_path', prefix.get('img', ''))
-        ann = dataset.get('ann_file')
-        entry = (loader.split('_')[0], osp.join(root, prefix),
-                 osp.join(root, ann) if ann and ann.endswith('.json') else None)
-        if entry[1:] not in [s[1:] for s in sets]:  # val and test often share
-            sets.append(entry)
-    return sets
+
+    from mmbackbones.engine.launch import dataset_sets as config_sets
+    return [(loader.split('_')[0], folder, ann if ann and ann.endswith('.json') else None)
+            for loader, folder, ann in config_sets(Config.fromfile(target))]
 
 
 def main(argv=None) -> int:

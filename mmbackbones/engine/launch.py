@@ -4,7 +4,7 @@ import logging
 import os
 import os.path as osp
 import re
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
@@ -350,8 +350,10 @@ def guard_image_loading(cfg: Config) -> None:
         cfg.custom_hooks = hooks
 
 
-def dataset_folders(cfg: Config) -> List[str]:
-    folders = []
+def dataset_sets(cfg: Config) -> List[Tuple[str, str, Optional[str]]]:
+    """``(loader, image folder, annotation file or None)`` of the config's
+    train/val/test sets (through dataset wrappers); val and test often share one."""
+    sets = []
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset')
         while isinstance(dataset, dict) and 'dataset' in dataset:  # wrappers
@@ -362,10 +364,17 @@ def dataset_folders(cfg: Config) -> List[str]:
         prefix = dataset.get('data_prefix') or dataset.get('split') or ''
         if isinstance(prefix, dict):
             prefix = prefix.get('img_path', prefix.get('img', ''))
-        folders.append(osp.join(root, prefix) if prefix else root)
-        if dataset.get('ann_file'):
-            folders.append(osp.join(root, dataset['ann_file']))
-    return list(dict.fromkeys(f for f in folders if f))  # val and test often share
+        ann = dataset.get('ann_file')
+        entry = (loader, osp.join(root, prefix) if prefix else root,
+                 osp.join(root, ann) if ann else None)
+        if entry[1:] not in [s[1:] for s in sets]:
+            sets.append(entry)
+    return sets
+
+
+def dataset_folders(cfg: Config) -> List[str]:
+    folders = [path for _, folder, ann in dataset_sets(cfg) for path in (folder, ann)]
+    return list(dict.fromkeys(f for f in folders if f))
 
 
 def check_dataset_folders(cfg: Config) -> None:
