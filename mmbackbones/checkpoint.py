@@ -193,6 +193,7 @@ def _load_mmcls(filename: str, map_location=None) -> dict:
                                               map_location))
 
 
+# named like MMEngine's loaders: its log prints ``__name__[10:]`` ('local', 'url')
 def _load_from_local(filename, map_location=None):
     return safe_load(filename, map_location)
 

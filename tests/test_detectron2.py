@@ -118,9 +118,9 @@ def d2_cfg(d2, meta: str, backbone: str, args: dict, norm='BN', freeze_at=2,
     return cfg
 
 
-def slim_release(tmp_path):
-    """A VoVNet-19-slim with random weights and its classifier-style release file."""
-    source = build_backbone('VoVNet-19-slim')
+def random_release(tmp_path, variant='VoVNet-19-slim'):
+    """A backbone with random weights and its classifier-style checkpoint file."""
+    source = build_backbone(variant)
     for p in source.parameters():
         p.data.normal_()
     path = tmp_path / 'release.pth'
@@ -209,12 +209,7 @@ def test_published_checkpoint_loads_into_a_detectron2_model(d2, tmp_path):
     from mmbackbones.publish import publish_checkpoint
     sys.path.insert(0, os.path.join(ROOT, 'tools'))
     from convert_to_detectron2 import convert
-    source = build_backbone('VoVNet-39')
-    for p in source.parameters():
-        p.data.normal_()
-    raw = tmp_path / 'cls.pth'
-    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}},
-               raw)
+    source, raw = random_release(tmp_path, 'VoVNet-39')
     release = publish_checkpoint(str(raw), str(tmp_path / 'vovnet39.pth'))
     model = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=39)))
     report = d2.load_pretrained(model, release)
@@ -285,7 +280,7 @@ def test_lazy_configs_build(d2, path):
 def test_pretrained_key_loads_strictly(d2, tmp_path):
     from detectron2.modeling import build_model
     from mmbackbones import CheckpointError
-    source, path = slim_release(tmp_path)
+    source, path = random_release(tmp_path)
     cfg = d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=19, slim=True))
     cfg.MODEL.MMBACKBONES.PRETRAINED = str(path)
     body = build_model(cfg).backbone.bottom_up.body
@@ -355,7 +350,7 @@ def test_builders_default_to_frozen_bn_and_take_either_naming(d2, style, meta):
 def test_init_cfg_in_args_is_applied_strictly(d2, tmp_path):
     from detectron2.modeling import build_model
     from mmbackbones import CheckpointError
-    source, path = slim_release(tmp_path)
+    source, path = random_release(tmp_path)
     init = dict(type='Pretrained', checkpoint=str(path), prefix='backbone.')
     model = build_model(d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=19, slim=True,
                                                                 init_cfg=init)))

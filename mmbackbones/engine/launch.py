@@ -142,9 +142,9 @@ def check_backbone_type(cfg: Config) -> None:
                          f"'mmbackbones.<Name>'{hint}")
 
 
-def _build_config_backbone(cfg: Config):
-    """The config's backbone when it is one of ours, built on the meta device
-    (metadata only: no memory, no weights loaded); else None."""
+def _build_config_backbone(cfg: Config, device: str = 'meta'):
+    """The config's backbone when it is one of ours, without its weights; on the
+    meta device (the default) for metadata only, no memory. Else None."""
     backbone = (cfg.get('model') or {}).get('backbone')
     if not isinstance(backbone, dict) or not isinstance(backbone.get('type'), str):
         return None
@@ -158,7 +158,7 @@ def _build_config_backbone(cfg: Config):
     if not (isinstance(cls, type) and issubclass(cls, BaseBackbone)):
         return None
     kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
-    with torch.device('meta'):
+    with torch.device(device):
         return cls(**kwargs)
 
 
@@ -220,10 +220,8 @@ def cap_cpu_workers(cfg: Config) -> None:
 def train_input_size(cfg: Config) -> tuple:
     """``(height, width)`` of the training images after the pipeline's first
     resize or crop, or 224 x 224."""
-    dataset = ((cfg.get('train_dataloader') or {}).get('dataset')) or {}
-    while isinstance(dataset, dict) and 'dataset' in dataset:
-        dataset = dataset['dataset']
-    for transform in (dataset.get('pipeline') or []) if isinstance(dataset, dict) else []:
+    pipelines = _pipelines(cfg.get('train_dataloader'))
+    for transform in pipelines[0] if pipelines else []:
         size = transform.get('scale', transform.get('crop_size')) \
             if isinstance(transform, dict) else None
         if isinstance(size, int):
@@ -279,11 +277,9 @@ def check_cpu_memory(cfg: Config) -> None:
     available = available_memory()
     if loader is None or not cfg.get('train_cfg') or available is None:
         return
-    spec = _build_config_backbone(cfg)
-    if spec is None:
+    backbone = _build_config_backbone(cfg, device='cpu')
+    if backbone is None:
         return
-    backbone_cfg = {k: v for k, v in cfg.model.backbone.items() if k != 'init_cfg'}
-    backbone = type(spec)(**{k: v for k, v in backbone_cfg.items() if k != 'type'})
     size = train_input_size(cfg)
     per_image = activation_bytes_per_image(backbone, size)
     weights = 4 * sum(p.numel() for p in backbone.parameters()) * 4  # + grads, momentum
