@@ -22,7 +22,9 @@ class Setting:
     mode: str = 'infer'                 # 'infer' or 'train' (forward + backward + SGD step)
     batch: int = 8
     shape: Sequence[int] = (224, 224)
-    dtype: str = 'fp32'                 # 'fp32' or 'bf16' (autocast)
+    # 'fp32' or 'bf16': inference casts weights and inputs (deploy(dtype=...) when
+    # fused), training runs under autocast with fp32 master weights
+    dtype: str = 'fp32'
     channels_last: bool = False
     compile: bool = False
     fused: bool = False                 # inference through deploy() (BN folded)
@@ -69,21 +71,25 @@ def make_step(model: nn.Module, setting: Setting) -> Callable[[], None]:
     model = model.to(setting.device, memory_format=memory_format)
     x = torch.randn(setting.batch, 3, *setting.shape, device=setting.device)
     x = x.contiguous(memory_format=memory_format)
-    autocast = (torch.autocast(setting.device.split(':')[0], dtype=torch.bfloat16)
-                if setting.dtype == 'bf16' else nullcontext())
     if setting.mode == 'infer':
         model.eval()
+        dtype = torch.bfloat16 if setting.dtype == 'bf16' else None
         if setting.fused:
             runner = deploy(model, channels_last=setting.channels_last,
-                            compile=setting.compile, inplace=True)
+                            compile=setting.compile, inplace=True, dtype=dtype)
         else:
+            if dtype is not None:
+                model.to(dtype)
             runner = torch.compile(model, fullgraph=True) if setting.compile else model
+        x = x.to(dtype or x.dtype)
 
         def step():
-            with torch.no_grad(), autocast:
+            with torch.no_grad():
                 runner(x)
         return step
 
+    autocast = (torch.autocast(setting.device.split(':')[0], dtype=torch.bfloat16)
+                if setting.dtype == 'bf16' else nullcontext())
     model.train()
     runner = torch.compile(model, fullgraph=True) if setting.compile else model
     params = [p for p in model.parameters() if p.requires_grad]

@@ -12,7 +12,7 @@ ResNet downsample/stem), mmcv's ``ConvModule`` (conv before norm), and
 import copy
 import re
 import warnings
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -119,12 +119,23 @@ class FrozenCompiled(nn.Module):
             return self._compiled(*args, **kwargs)
 
 
+def _cast_inputs(dtype: torch.dtype):
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a
+                     for a in args)
+    return hook
+
+
 def deploy(model: nn.Module, channels_last: bool = True, compile: bool = False,
-           inplace: bool = False) -> nn.Module:
+           inplace: bool = False, dtype: Optional[torch.dtype] = None) -> nn.Module:
     """The inference form of ``model``: BN folded (:func:`fuse`), parameters
     frozen, weights in channels-last (oneDNN's native layout on CPU, and the
     tensor-core layout on GPU: no reorders around each convolution), and with
     ``compile=True`` wrapped in :class:`FrozenCompiled`.
+
+    ``dtype=torch.bfloat16`` (or ``float16`` on GPU) casts the folded weights,
+    and every floating-point input on the way in; outputs come in that dtype.
+    Folding happens in fp32 first, so the cast rounds each weight once.
 
     Inputs may stay in the default layout; outputs are then channels-last
     tensors with equal values. Run the result under ``torch.no_grad()`` or
@@ -134,4 +145,12 @@ def deploy(model: nn.Module, channels_last: bool = True, compile: bool = False,
     model.requires_grad_(False)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return FrozenCompiled(model) if compile else model
+    if dtype is not None:
+        if not dtype.is_floating_point:
+            raise ValueError(f'deploy(dtype={dtype}): a floating-point dtype is needed, '
+                             f'e.g. torch.bfloat16, torch.float16 or torch.float32')
+        model.to(dtype)
+    deployed = FrozenCompiled(model) if compile else model
+    if dtype is not None:
+        deployed.register_forward_pre_hook(_cast_inputs(dtype))
+    return deployed

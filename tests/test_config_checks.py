@@ -62,8 +62,8 @@ def test_documented_fp32_switch_builds_an_optim_wrapper():
     from torch import nn
     cfg = config(osp.join(ROOT, 'configs', 'vovnet19_slim_imagenet.py'),
                  **{'optim_wrapper.type': 'OptimWrapper'})
-    launch.adapt_optim_wrapper(cfg, cuda=True)  # kept on GPU machines too
-    assert 'loss_scale' not in cfg.optim_wrapper
+    assert launch.choose_precision(cfg, cuda=True) is None  # kept on GPU machines too
+    assert 'loss_scale' not in cfg.optim_wrapper and not cfg.val_cfg.get('fp16')
     wrapper = build_optim_wrapper(nn.Linear(2, 2), cfg.optim_wrapper)
     assert type(wrapper) is OptimWrapper
 

@@ -179,15 +179,19 @@ def test_validation_resize_232_crop_224_top1_top5(recipe):
     assert recipe.val_evaluator == dict(type='Accuracy', topk=(1, 5))
 
 
-def test_amp_falls_back_to_fp32_without_cuda(recipe, tmp_path):
+@pytest.mark.parametrize('cpu_bf16, cpu_wrapper', [('1', 'mmbackbones.CPUAmpOptimWrapper'),
+                                                   ('0', 'OptimWrapper')])
+def test_amp_becomes_what_this_machine_runs(recipe, tmp_path, monkeypatch, cpu_bf16,
+                                            cpu_wrapper):
     from mmbackbones.engine.launch import prepare_config
+    monkeypatch.setenv('MMBACKBONES_CPU_BF16', cpu_bf16)
     cfg = copy.deepcopy(recipe)  # prepare_config adapts the config it is given
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(tmp_path)
         (tmp_path / cfg[loader].dataset.split).mkdir(exist_ok=True)
     # the recipe's 512 images per process do not fit a CPU machine (tests/test_config_checks.py)
     prepared = prepare_config(cfg, check_memory=False)
-    expected = 'AmpOptimWrapper' if torch.cuda.is_available() else 'OptimWrapper'
+    expected = 'AmpOptimWrapper' if torch.cuda.is_available() else cpu_wrapper
     assert prepared.optim_wrapper.type == expected
     assert torch.cuda.is_available() or 'loss_scale' not in prepared.optim_wrapper
 
@@ -201,4 +205,4 @@ def test_demo_keeps_the_recipe_shape(recipe):
         [s['type'] for s in recipe.param_scheduler]
     assert demo.model.train_cfg == recipe.model.train_cfg
     assert demo.model.head.loss == recipe.model.head.loss
-    assert demo.optim_wrapper.paramwise_cfg == recipe.optim_wrapper.paramwise_cfg
+    assert demo.optim_wrapper == recipe.optim_wrapper

@@ -129,13 +129,15 @@ def final_weights(work_dir, epoch):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights(digits_root, tmp_path):
+@pytest.mark.parametrize('cpu_bf16', ['1', '0'], ids=['bf16', 'fp32'])
+def test_killed_run_resumes_to_the_same_weights(digits_root, tmp_path, cpu_bf16):
     epochs = 4
     path = write_small_config(tmp_path, digits_root, images=96, batch=32, epochs=epochs)
     straight, killed = tmp_path / 'straight', tmp_path / 'killed'
-    run_tool(['tools/train.py', path, '--work-dir', str(straight)])
+    precision = {'MMBACKBONES_CPU_BF16': cpu_bf16}
+    run_tool(['tools/train.py', path, '--work-dir', str(straight)], env=precision)
 
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', **precision)
     proc = subprocess.Popen([sys.executable, 'tools/train.py', path, '--work-dir',
                              str(killed)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -153,9 +155,11 @@ def test_killed_run_resumes_to_the_same_weights(digits_root, tmp_path):
     (killed / 'last_checkpoint').unlink(missing_ok=True)
     latest = max(int(name[len('epoch_'):-len('.pth')]) for name in written)
 
-    result = run_tool(['tools/train.py', path, '--work-dir', str(killed), '--resume'])
+    result = run_tool(['tools/train.py', path, '--work-dir', str(killed), '--resume'],
+                      env=precision)
     log = result.stdout + result.stderr
     assert f'resumed epoch: {latest},' in log
+    assert ('bf16 autocast' in log) == (cpu_bf16 == '1')
     a, b = final_weights(straight, epochs), final_weights(killed, epochs)
     assert a.keys() == b.keys()
     for key in a:

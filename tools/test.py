@@ -20,6 +20,8 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
+    parser.add_argument('--fp32', action='store_true',
+                        help='evaluate in fp32 (default: the autocast the config trains with)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -42,9 +44,11 @@ def main(argv=None) -> dict:
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     load_checkpoint(args.checkpoint)  # a clear error for a missing/corrupt/unsafe file
     cfg.load_from = args.checkpoint
-    cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
-    cfg.param_scheduler = None
-    cfg = prepare_config(cfg, args.launcher)
+    cfg.train_dataloader = cfg.train_cfg = cfg.param_scheduler = None
+    if args.fp32 and cfg.get('optim_wrapper') is not None:
+        cfg.optim_wrapper.type = 'OptimWrapper'
+    cfg = prepare_config(cfg, args.launcher)  # reads optim_wrapper: the eval autocast
+    cfg.optim_wrapper = None
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     from mmengine.dist import is_main_process

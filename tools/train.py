@@ -6,7 +6,8 @@
     python tools/train.py CONFIG --resume                         # from the last checkpoint
 
 Works on CPU-only machines too: ``--launcher pytorch`` uses gloo there, and the
-recipe's mixed precision falls back to fp32.
+recipe's mixed precision (``AmpOptimWrapper``) becomes bf16 autocast on a CPU with
+native bf16, fp32 on one without. ``--fp32`` turns it off anywhere.
 """
 import argparse
 import os
@@ -33,6 +34,8 @@ def parse_args(argv=None):
                         help='override settings, e.g. train_cfg.max_epochs=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--fp32', action='store_true',
+                        help='turn mixed precision off (AmpOptimWrapper -> OptimWrapper)')
     parser.add_argument('--skip-memory-check', action='store_true',
                         help='on CPU, start even when the batch looks too large for '
                         'the memory available')
@@ -50,6 +53,8 @@ def build_config(args):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if args.fp32 and cfg.get('optim_wrapper') is not None:
+        cfg.optim_wrapper.type = 'OptimWrapper'
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])

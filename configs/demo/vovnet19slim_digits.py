@@ -44,10 +44,8 @@ val_dataloader = dict(
                  data_prefix='val', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# a CPU demo: fp32 (the recipe's AMP needs CUDA)
-optim_wrapper = dict(type='OptimWrapper', _delete_=True,
-                     optimizer=dict(type='SGD', lr=0.5, momentum=0.9, weight_decay=2e-5),
-                     paramwise_cfg=dict(norm_decay_mult=0.0))
+# the recipe's AmpOptimWrapper: bf16 autocast + channels-last on a CPU with native
+# bf16 (tools/train.py), fp32 on one without
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, end_factor=1.0, by_epoch=True,
          begin=0, end=warmup_epochs, convert_to_iter_based=True),

@@ -10,6 +10,8 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from .precision import choose_precision
+
 
 def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = True) -> Config:
     """Check the config early and adapt it to the machine:
@@ -18,8 +20,9 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
       ``torch.cuda.set_device`` and NCCL, and give DDP ``device_ids``; we start a
       gloo process group ourselves (the Runner then skips its own) and wrap the
       model in DDP without device ids.
-    * ``AmpOptimWrapper`` without CUDA (it asserts CUDA): fall back to fp32; any
-      other wrapper drops the AMP-only keys (``loss_scale``, ``dtype``).
+    * mixed precision for this machine (:func:`~.precision.choose_precision`):
+      ``AmpOptimWrapper`` (which asserts CUDA) becomes bf16 autocast on a CPU with
+      native bf16, fp32 on one without; evaluation uses the same autocast.
     * the model's backbone type and the dataset folders exist; the neck's (or
       classifier head's) ``in_channels`` match the backbone's ``out_channels``.
     * unreadable images: skipped (and counted) in training, named in evaluation
@@ -47,36 +50,15 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
         wrapper.setdefault('type', 'MMDistributedDataParallel')
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
-    adapt_optim_wrapper(cfg, cuda)
+    dtype = choose_precision(cfg, cuda)
     if not cuda:
         for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             if cfg.get(loader) is not None:
                 cfg[loader]['pin_memory'] = False
         cap_cpu_workers(cfg)
         if check_memory:
-            check_cpu_memory(cfg)
+            check_cpu_memory(cfg, dtype)
     return cfg
-
-
-#: arguments of AmpOptimWrapper that OptimWrapper refuses
-AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
-
-
-def adapt_optim_wrapper(cfg: Config, cuda: bool) -> None:
-    """fp32 ``OptimWrapper`` without CUDA; whenever the wrapper is not the AMP
-    one (also by ``--cfg-options optim_wrapper.type=OptimWrapper``), drop the
-    arguments only ``AmpOptimWrapper`` takes."""
-    optim = cfg.get('optim_wrapper')
-    if optim is None:
-        return
-    if optim.get('type') == 'AmpOptimWrapper' and not cuda:
-        print_log('no CUDA device: training in fp32 with OptimWrapper instead of '
-                  'AmpOptimWrapper (mixed precision needs a GPU)', logger='current',
-                  level=logging.WARNING)
-        optim.type = 'OptimWrapper'
-    if optim.get('type') != 'AmpOptimWrapper':
-        for key in AMP_ONLY_KEYS:
-            optim.pop(key, None)
 
 
 CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
@@ -235,20 +217,25 @@ def train_input_size(cfg: Config) -> tuple:
     return 224, 224
 
 
-def activation_bytes_per_image(backbone, size: tuple, probe: int = 96) -> int:
-    """Bytes the backbone keeps for backward per training image of ``size``:
-    measured on one ``probe`` x ``probe`` image and scaled by area."""
+def activation_bytes_per_image(backbone, size: tuple, probe: int = 96,
+                               dtype: Optional[torch.dtype] = None) -> int:
+    """Bytes the backbone keeps for backward per training image of ``size`` (under
+    autocast to ``dtype`` when given): measured on one ``probe`` x ``probe`` image
+    and scaled by area."""
     saved = {}
     params = {p.data_ptr() for p in backbone.parameters()}
+    # autocast saves a low-precision copy of each weight: not per image
+    weight_shapes = {tuple(p.shape) for p in backbone.parameters()}
 
     def pack(tensor):
         storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
+        if storage.data_ptr() not in params and tuple(tensor.shape) not in weight_shapes:
             saved[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     backbone.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast('cpu', dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         backbone(torch.randn(1, backbone.in_channels, probe, probe))
     return int(sum(saved.values()) * size[0] * size[1] / probe ** 2)
 
@@ -270,7 +257,7 @@ def available_memory() -> Optional[int]:
 STEP_PEAK_MARGIN = 1.3
 
 
-def check_cpu_memory(cfg: Config) -> None:
+def check_cpu_memory(cfg: Config, dtype: Optional[torch.dtype] = None) -> None:
     """A CPU run whose training batch cannot fit stops here with the numbers and
     what to change, instead of being killed by the OOM killer hours later."""
     loader = cfg.get('train_dataloader')
@@ -281,7 +268,7 @@ def check_cpu_memory(cfg: Config) -> None:
     if backbone is None:
         return
     size = train_input_size(cfg)
-    per_image = activation_bytes_per_image(backbone, size)
+    per_image = activation_bytes_per_image(backbone, size, dtype=dtype)
     weights = 4 * sum(p.numel() for p in backbone.parameters()) * 4  # + grads, momentum
     batch = int(loader.get('batch_size', 1))
     processes = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
