@@ -11,7 +11,6 @@ from typing import TypeVar
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
@@ -19,8 +18,6 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmbackbones',
                   locations=['mmbackbones.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmbackbones',
                  locations=['mmbackbones.engine'])
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
-                          scope='mmbackbones', locations=['mmbackbones.engine'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmbackbones',
                       locations=['mmbackbones.datasets'])
 

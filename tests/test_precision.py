@@ -1,6 +1,6 @@
 """Mixed precision on CPU and GPU from one config: the machine decides (bf16
-autocast + channels-last on a CPU with native bf16, MMEngine's AMP on CUDA, fp32
-otherwise), evaluation and deploy() follow, checkpoints stay fp32."""
+autocast of the features + channels-last on a CPU with native bf16, MMEngine's AMP
+on CUDA, fp32 otherwise), evaluation and deploy() follow, checkpoints stay fp32."""
 import logging
 import os.path as osp
 import sys
@@ -15,7 +15,7 @@ from torch import nn
 import mmbackbones  # noqa: F401  (registers the wrapper and the hook)
 from mmbackbones import build_backbone, deploy
 from mmbackbones.checkpoint import safe_load
-from mmbackbones.engine.precision import (CPU_BF16_ENV, CPUAmpOptimWrapper,
+from mmbackbones.engine.precision import (CPU_BF16_ENV, MixedPrecisionHook,
                                           choose_precision, cpu_bf16_supported)
 from training_utils import ROOT, random_bn_statistics, run_tool, write_small_config
 
@@ -72,17 +72,16 @@ def test_the_recipe_runs_bf16_on_a_cpu_with_bf16(monkeypatch, log_lines):
     cfg = Config.fromfile(RECIPE)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert choose_precision(cfg, cuda=False) is torch.bfloat16
-    assert cfg.optim_wrapper.type == 'mmbackbones.CPUAmpOptimWrapper'
-    assert 'loss_scale' not in cfg.optim_wrapper  # bf16 needs no loss scaling
-    assert cfg.val_cfg.fp16 and cfg.test_cfg.fp16  # evaluation under the same autocast
-    hooks = [h['type'] for h in cfg.custom_hooks]
-    assert hooks.count('mmbackbones.ChannelsLastHook') == 1
-    assert 'mmbackbones.EpochSeedHook' in hooks
+    # fp32 master weights and no loss scaling (bf16 has fp32's exponent range)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+    hooks = cfg.custom_hooks
+    assert dict(type='mmbackbones.MixedPrecisionHook', dtype='bfloat16') in hooks
+    assert 'mmbackbones.EpochSeedHook' in [h['type'] for h in hooks]
     choose_precision(cfg, cuda=False)  # idempotent: no second hook
-    assert [h['type'] for h in cfg.custom_hooks] == hooks
+    assert cfg.custom_hooks == hooks
     assert any('bf16 autocast' in line for line in log_lines)
-    wrapper = build_optim_wrapper(nn.Linear(2, 2), cfg.optim_wrapper)
-    assert type(wrapper) is CPUAmpOptimWrapper
+    assert type(build_optim_wrapper(nn.Linear(2, 2), cfg.optim_wrapper)) is OptimWrapper
 
 
 def test_a_cpu_without_bf16_falls_back_to_fp32_with_one_log_line(monkeypatch, log_lines):
@@ -91,10 +90,9 @@ def test_a_cpu_without_bf16_falls_back_to_fp32_with_one_log_line(monkeypatch, lo
     assert choose_precision(cfg, cuda=False) is None
     assert cfg.optim_wrapper.type == 'OptimWrapper'
     assert 'loss_scale' not in cfg.optim_wrapper
-    assert not cfg.val_cfg.get('fp16') and not cfg.custom_hooks[1:]
+    assert [h['type'] for h in cfg.custom_hooks] == ['mmbackbones.EpochSeedHook']
     said = [line for line in log_lines if 'fp32' in line]
     assert len(said) == 1 and 'no native bf16' in said[0], log_lines
-    assert type(build_optim_wrapper(nn.Linear(2, 2), cfg.optim_wrapper)) is OptimWrapper
 
 
 def test_cuda_keeps_mmengine_amp_and_its_dtype():
@@ -102,29 +100,39 @@ def test_cuda_keeps_mmengine_amp_and_its_dtype():
     assert choose_precision(cfg, cuda=True) is torch.float16
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.val_cfg.fp16 and cfg.test_cfg.fp16  # MMEngine's autocast in evaluation
+    # channels-last; the autocast is AmpOptimWrapper's (whole model: GPU ops take fp16)
+    assert dict(type='mmbackbones.MixedPrecisionHook', dtype=None) in cfg.custom_hooks
     cfg = Config.fromfile(RECIPE)
     cfg.optim_wrapper.dtype = 'bfloat16'
     assert choose_precision(cfg, cuda=True) is torch.bfloat16
 
 
-def test_cpu_amp_wrapper_autocasts_the_forward_and_keeps_fp32_weights():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
-                          nn.LazyLinear(2))
-    x = torch.randn(4, 3, 8, 8)
-    model(x)
-    wrapper = CPUAmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
-    with wrapper.optim_context(model):
-        out = model(x)
-    assert out.dtype is torch.bfloat16
-    before = [p.detach().clone() for p in model.parameters()]
-    wrapper.update_params(out.float().square().mean())
+def test_the_hook_autocasts_features_returns_fp32_and_survives_a_deep_copy():
+    import copy
+    from mmpretrain.models import ImageClassifier
+
+    class Runner:  # what the hook reads of MMEngine's Runner
+        model = ImageClassifier(
+            backbone=dict(type='mmbackbones.VoVNet', depth=19, slim=True, out_indices=(4, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=512))
+
+    model = Runner.model
+    MixedPrecisionHook(dtype='bfloat16').before_run(Runner)
+    seen = []
+    model.backbone.register_forward_hook(lambda m, a, out: seen.append(out[-1].dtype))
+    conv = model.backbone.stem[0].conv
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 64)
+    feats = model.extract_feat(x)
+    assert seen == [torch.bfloat16] and feats[0].dtype is torch.float32
+    assert model(x, mode='tensor').dtype is torch.float32  # the head in fp32
     assert all(p.dtype is torch.float32 for p in model.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    # a GPU run's optimizer state (with its loss scaler) resumes here
-    state = wrapper.state_dict()
-    wrapper.load_state_dict(dict(state, loss_scaler={'scale': 65536.0}))
-    assert wrapper.state_dict()['param_groups'] == state['param_groups']
+    twin = copy.deepcopy(model)  # e.g. an EMA copy: its own weights, the same autocast
+    assert twin.extract_feat.__self__ is twin
+    twin.backbone.stem[0].conv.weight.data.zero_()
+    assert not torch.equal(twin.extract_feat(x)[0], model.extract_feat(x)[0])
 
 
 FAMILIES = ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim', 'ResNet-18', 'MobileNetV2',
@@ -204,7 +212,6 @@ def test_training_and_evaluation_run_in_bf16_with_fp32_checkpoints(
     runner = Runner.from_cfg(cfg)
     probe = PrecisionProbe(runner)
     runner.train()
-    assert type(runner.optim_wrapper) is CPUAmpOptimWrapper
     modes = {(training, dtype, cl_weights, cl_input)
              for training, dtype, cl_weights, cl_input in probe.seen}
     assert modes == {(True, torch.bfloat16, True, True),
@@ -237,12 +244,34 @@ def test_resume_across_precisions(digits_root, tmp_path, first, then):
     assert ('bf16 autocast' in log) == (then == []), log[-2000:]
 
 
+@pytest.mark.slow
+def test_a_detector_trains_and_evaluates_with_bf16_features(tmp_path, monkeypatch):
+    """RetinaNet's NMS (mmcv's CPU op) takes fp32 only: the features come back
+    to fp32 before the head, in training and in evaluation."""
+    from mmbackbones.datasets import make_digits_detection
+    monkeypatch.setenv(CPU_BF16_ENV, '1')
+    det_root = str(tmp_path / 'det')
+    make_digits_detection(det_root)
+    options = [f"train_dataloader.dataset.data_root={det_root}/",
+               f"val_dataloader.dataset.data_root={det_root}/",
+               f"test_dataloader.dataset.data_root={det_root}/",
+               f"val_evaluator.ann_file={det_root}/annotations/val.json",
+               f"test_evaluator.ann_file={det_root}/annotations/val.json",
+               'train_dataloader.dataset.indices=16', 'val_dataloader.dataset.indices=8',
+               'model.backbone.init_cfg=None', 'train_cfg.max_epochs=1']
+    result = run_tool(['tools/train.py', DETECTOR, '--work-dir', str(tmp_path / 'work'),
+                       '--cfg-options', *options])
+    log = result.stdout + result.stderr
+    # before the fp32 features: RuntimeError in mmcv's nms, 'expected scalar type Float'
+    assert 'bf16 autocast' in log and 'Epoch(val) [1][' in log, log[-3000:]
+
+
 def test_the_detection_demo_config_uses_the_same_switch(monkeypatch):
     monkeypatch.setenv(CPU_BF16_ENV, '1')
     cfg = Config.fromfile(DETECTOR)
     assert choose_precision(cfg, cuda=False) is torch.bfloat16
     wrapper = build_optim_wrapper(nn.Linear(2, 2), cfg.optim_wrapper)
-    assert type(wrapper) is CPUAmpOptimWrapper and wrapper.clip_grad_kwargs
+    assert type(wrapper) is OptimWrapper and wrapper.clip_grad_kwargs
     cfg = Config.fromfile(DETECTOR)
     assert choose_precision(cfg, cuda=True) is torch.float16
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'

@@ -3,8 +3,8 @@ known incompatibilities)."""
 from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
 from .hooks import EpochSeedHook, UnreadableImagesHook
 from .launch import latest_checkpoint, prepare_config
-from .precision import ChannelsLastHook, CPUAmpOptimWrapper, cpu_bf16_supported
+from .precision import MixedPrecisionHook, cpu_bf16_supported
 
 __all__ = ['AtomicLocalBackend', 'install_atomic_local_backend', 'EpochSeedHook',
-           'UnreadableImagesHook', 'latest_checkpoint', 'prepare_config', 'ChannelsLastHook',
-           'CPUAmpOptimWrapper', 'cpu_bf16_supported']
+           'UnreadableImagesHook', 'latest_checkpoint', 'prepare_config', 'MixedPrecisionHook',
+           'cpu_bf16_supported']

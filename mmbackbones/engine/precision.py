@@ -2,27 +2,28 @@
 
 The recipe's ``optim_wrapper`` is MMEngine's ``AmpOptimWrapper``; MMEngine asserts
 CUDA there. :func:`choose_precision` keeps it on a GPU (fp16 with loss scaling, or
-``dtype='bfloat16'``) and, without CUDA, turns it into bf16 autocast on a CPU
-with native bf16 (AMX or AVX512-BF16 on x86, the BF16 extension on Arm:
-:class:`CPUAmpOptimWrapper`) or into fp32 ``OptimWrapper`` on one without,
-where bf16 is emulated and slower than fp32. Mixed precision also puts the model
-and its batches in channels-last (:class:`ChannelsLastHook`), the layout oneDNN
-and tensor cores run natively.
+``dtype='bfloat16'``). Without CUDA, on a CPU with native bf16 (AMX or
+AVX512-BF16 on x86, the BF16 extension on Arm) the model's features (backbone and
+neck) run under bf16 autocast (:class:`MixedPrecisionHook`) with fp32 weights and
+no loss scaling (bf16 has fp32's exponent range); on one without, where bf16 is
+emulated and slower than fp32, everything stays fp32. Mixed precision also puts
+the model and its batches in channels-last, the layout oneDNN and tensor cores
+run natively.
 """
-import contextlib
+import functools
 import logging
 import os
 import platform
+import types
 from typing import FrozenSet, Optional
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.optim import OptimWrapper
 from torch import nn
 
-from ..registry import HOOKS, OPTIM_WRAPPERS
+from ..registry import HOOKS
 
 #: ``1`` or ``0`` forces the CPU bf16 detection (tests; a CPU whose flags lie)
 CPU_BF16_ENV = 'MMBACKBONES_CPU_BF16'
@@ -57,42 +58,55 @@ def cpu_bf16_supported() -> bool:
     return bool(X86_BF16_FLAGS & flags)
 
 
-@OPTIM_WRAPPERS.register_module()
-class CPUAmpOptimWrapper(OptimWrapper):
-    """``AmpOptimWrapper`` for CPUs: the forward runs under bf16 autocast, the
-    weights (and so the checkpoints) stay fp32. No loss scaling: bf16 has fp32's
-    exponent range, so gradients do not underflow as fp16's do."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cast_dtype = torch.bfloat16
-
-    @contextlib.contextmanager
-    def optim_context(self, model: nn.Module):
-        with super().optim_context(model), torch.autocast('cpu', dtype=self.cast_dtype):
-            yield
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        # a checkpoint of a GPU run also holds its loss scaler, which has no use here
-        state_dict = {k: v for k, v in state_dict.items() if k != 'loss_scaler'}
-        super().load_state_dict(state_dict)
-
-
 @HOOKS.register_module()
-class ChannelsLastHook(Hook):
-    """Model weights and every batch in channels-last (NHWC) memory.
+class MixedPrecisionHook(Hook):
+    """Channels-last (NHWC) weights and batches and, with ``dtype``, bf16 autocast
+    of the model's features, in training and evaluation alike.
 
-    The weights are converted in place (the optimizer keeps its parameters); the
-    batches on their way out of the data preprocessor.
+    The autocast covers ``extract_feat`` (backbone and neck, where MMPretrain's and
+    MMDetection's models spend their time), or ``forward`` for a model without
+    one, and returns fp32 features: the heads run in fp32 because mmcv's CPU ops
+    (NMS, RoIAlign) take fp32 only. Weights are converted in place (the optimizer
+    keeps its parameters); batches on their way out of the data preprocessor.
     """
     priority = 'VERY_HIGH'
 
+    def __init__(self, dtype: Optional[str] = None, channels_last: bool = True):
+        self.dtype = getattr(torch, dtype) if dtype else None
+        self.channels_last = channels_last
+
     def before_run(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        model.to(memory_format=torch.channels_last)
-        preprocessor = getattr(model, 'data_preprocessor', None)
-        if preprocessor is not None:
-            preprocessor.register_forward_hook(_batch_to_channels_last)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+            preprocessor = getattr(model, 'data_preprocessor', None)
+            if preprocessor is not None:
+                preprocessor.register_forward_hook(_batch_to_channels_last)
+        if self.dtype is not None:
+            name = 'extract_feat' if hasattr(model, 'extract_feat') else 'forward'
+            # a method bound to the model: a deep copy (EMA) rebinds it to the copy
+            setattr(model, name, types.MethodType(
+                _autocast_to_fp32(getattr(type(model), name), self.dtype), model))
+
+
+def _autocast_to_fp32(method, dtype: torch.dtype):
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with torch.autocast('cpu', dtype=dtype):
+            out = method(self, *args, **kwargs)
+        return _to_fp32(out)
+    run.autocast_dtype = dtype
+    return run
+
+
+def _to_fp32(value):
+    if torch.is_tensor(value):
+        return value.float() if value.dtype == torch.bfloat16 else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_fp32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_fp32(v) for k, v in value.items()}
+    return value
 
 
 def _batch_to_channels_last(module: nn.Module, args, output):
@@ -109,40 +123,42 @@ def choose_precision(cfg, cuda: bool) -> Optional[torch.dtype]:
     """Adapt ``cfg`` to this machine's mixed precision; returns the autocast dtype
     (``None``: fp32).
 
-    * ``AmpOptimWrapper`` on CUDA: kept (its ``dtype``, fp16 by default).
-    * ``AmpOptimWrapper`` without CUDA: :class:`CPUAmpOptimWrapper` on a CPU with
-      native bf16, else fp32 ``OptimWrapper`` (one log line says which).
+    * ``AmpOptimWrapper`` on CUDA: kept (its ``dtype``, fp16 by default);
+      validation and testing under MMEngine's autocast (the loops' ``fp16``).
+    * ``AmpOptimWrapper`` without CUDA (MMEngine asserts CUDA there): fp32
+      ``OptimWrapper`` and, on a CPU with native bf16, bf16 autocast of the
+      features by :class:`MixedPrecisionHook`; one log line says which.
     * any other wrapper: fp32, and the AMP-only keys are dropped.
 
-    With mixed precision, validation and testing run under the same autocast
-    (MMEngine's ``fp16`` loop flag: bf16 on CPU) and :class:`ChannelsLastHook`
-    is added.
+    Mixed precision adds :class:`MixedPrecisionHook` (channels-last everywhere).
     """
     optim = cfg.get('optim_wrapper')
     dtype = None
     if optim is not None and optim.get('type') in AMP_WRAPPERS:
         if cuda:
             dtype = getattr(torch, str(optim.get('dtype') or 'float16'))
-        elif cpu_bf16_supported():
-            dtype = torch.bfloat16
-            print_log('no CUDA device: mixed precision with bf16 autocast on this CPU '
-                      '(native bf16) and channels-last', logger='current')
-            optim.type = 'mmbackbones.CPUAmpOptimWrapper'
+            for loop in ('val_cfg', 'test_cfg'):
+                if cfg.get(loop) is not None:
+                    cfg[loop]['fp16'] = True  # MMEngine's autocast switch
         else:
-            print_log('no CUDA device and no native bf16 on this CPU: fp32 '
-                      '(OptimWrapper instead of AmpOptimWrapper)', logger='current',
-                      level=logging.WARNING)
             optim.type = 'OptimWrapper'
+            if cpu_bf16_supported():
+                dtype = torch.bfloat16
+                print_log('no CUDA device: mixed precision with bf16 autocast of the '
+                          'features on this CPU (native bf16) and channels-last',
+                          logger='current')
+            else:
+                print_log('no CUDA device and no native bf16 on this CPU: fp32 '
+                          '(OptimWrapper instead of AmpOptimWrapper)', logger='current',
+                          level=logging.WARNING)
     if optim is not None and optim.get('type') not in AMP_WRAPPERS:
         for key in AMP_ONLY_KEYS:
             optim.pop(key, None)
     if dtype is not None:
-        for loop in ('val_cfg', 'test_cfg'):
-            if cfg.get(loop) is not None:
-                cfg[loop]['fp16'] = True  # MMEngine's autocast switch (bf16 on CPU)
-        hooks = list(cfg.get('custom_hooks') or [])
-        if not any(str(h.get('type', '')).endswith('ChannelsLastHook') for h in hooks):
-            hooks.append(dict(type='mmbackbones.ChannelsLastHook'))
+        hooks = [h for h in cfg.get('custom_hooks') or []
+                 if not str(h.get('type', '')).endswith('MixedPrecisionHook')]
+        hooks.append(dict(type='mmbackbones.MixedPrecisionHook',
+                          dtype=None if cuda else 'bfloat16'))
         cfg.custom_hooks = hooks
     return dtype
 
