@@ -25,6 +25,8 @@ setup(
         'det': ['mmdet>=3.3.0,<3.4', 'scikit-learn>=1.3'],
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         'benchmark': ['timm==1.0.31'],
+        # mmbackbones.Timm: any timm model as a backbone (features_only, feature_info)
+        'timm': ['timm>=1.0.31,<2', 'safetensors'],
         'tests': ['pytest>=8', 'pytest-xdist>=3'],
     },
     license='Apache-2.0',

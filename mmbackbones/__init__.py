@@ -2,7 +2,7 @@
 torchvision ports, under one contract and registered for OpenMMLab."""
 from .api import build_backbone, list_backbones, list_variants
 from .models import (BaseBackbone, CSPDarknet, Darknet, EfficientNet, MobileNetV2,
-                     MobileNetV3, ResNet, ResNeXt, VoVNet, WideResNet)
+                     MobileNetV3, ResNet, ResNeXt, Timm, VoVNet, WideResNet)
 from .checkpoint import CheckpointError, load_weights
 from .deploy import deploy, fuse
 from .weights import ConvertedWeights, convert_weights
@@ -14,6 +14,6 @@ _install_safe_loading()
 _install_atomic_writes()
 
 __all__ = ['BaseBackbone', 'Darknet', 'CSPDarknet', 'VoVNet', 'ResNet', 'ResNeXt', 'WideResNet',
-           'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'build_backbone', 'load_weights', 'CheckpointError', 'deploy', 'fuse',
+           'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'Timm', 'build_backbone', 'load_weights', 'CheckpointError', 'deploy', 'fuse',
            'convert_weights', 'ConvertedWeights',
            'list_backbones', 'list_variants', '__version__']

@@ -151,8 +151,9 @@ def compare(runs: Dict[str, Tuple[nn.Module, Setting]], repeats: int = 7,
 
 
 def reference_model(name: str, kwargs: dict) -> Optional[nn.Module]:
-    """The same architecture from timm (Darknet-53) or torchvision (the ports),
-    cut to the backbone, or None when there is no identical reference."""
+    """The same architecture from timm (Darknet-53, any ``Timm``: timm's own
+    ``features_only`` model) or torchvision (the ports), cut to the backbone, or
+    None when there is no identical reference."""
     from .models.torchvision_ports import TorchvisionPort
     from .registry import MODELS
     cls = MODELS.get(name)
@@ -160,6 +161,15 @@ def reference_model(name: str, kwargs: dict) -> Optional[nn.Module]:
         import timm  # the optional, pinned benchmark extra
         return timm.create_model('darknet53', pretrained=False, num_classes=0,
                                  global_pool='')
+    if name == 'Timm':
+        import inspect
+
+        import timm
+        own = inspect.signature(cls).parameters  # the rest are timm's keywords
+        model_kwargs = {**kwargs.get('model_kwargs', {}),
+                        **{k: v for k, v in kwargs.items() if k not in own}}
+        return timm.create_model(kwargs['model_name'], pretrained=False, features_only=True,
+                                 in_chans=kwargs.get('in_channels', 3), **model_kwargs)
     if cls is not None and issubclass(cls, TorchvisionPort):
         import torchvision.models as tvm
         arch = cls(**kwargs).tv_arch

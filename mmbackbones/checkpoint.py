@@ -1,6 +1,7 @@
 """Loading checkpoints safely and strictly.
 
-* Safe: every load runs ``torch.load(weights_only=True)`` with an allow-list of
+* Safe: every load runs ``torch.load(weights_only=True)`` (or reads a
+  ``.safetensors`` file, timm's Hub format) with an allow-list of
   the plain-data types MMEngine's Runner checkpoints hold (``HistoryBuffer``, its
   four statistics, numpy arrays and scalars under NumPy 1 and 2 names) and
   nothing that could run code. torch's own switch for trusted files,
@@ -133,11 +134,29 @@ def safe_load(path: PathLike, map_location: Union[str, torch.device, None] = 'cp
     path = osp.expanduser(os.fspath(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path} does not exist')
+    if path.endswith('.safetensors'):
+        return _load_safetensors(path, map_location)
     trusted = trusted_by_env()
     if trusted:
         _warn_trusted(path)
     with _clear_errors(path), safe_loading():
         return torch.load(path, map_location=map_location, weights_only=not trusted)
+
+
+def _load_safetensors(path: str, map_location) -> dict:
+    """A ``.safetensors`` file (the format timm's weights are published in on the
+    Hugging Face Hub): plain tensors, nothing to unpickle."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(f'{path} is a safetensors file: pip install safetensors '
+                              f'(timm installs it) to read it') from None
+    device = 'cpu' if map_location is None else str(map_location)
+    try:
+        return load_file(path, device=device)
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f'cannot read checkpoint {path} (not a safetensors file, '
+                              f'or truncated?): {err}') from None
 
 
 def load_url(url: str, map_location=None) -> dict:

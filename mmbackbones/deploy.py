@@ -1,13 +1,14 @@
 """Inference deployment: :func:`fuse` folds every BatchNorm (any variant with
 running statistics, frozen BN too) that directly follows a convolution into that
-convolution's weight and bias;
+convolution's weight and bias (a norm-activation layer keeps its activation);
 :func:`deploy` adds what else pays on the inference path (channels-last weights,
 frozen parameters, optionally an Inductor compile that treats them as constants).
 
 Pairs are found structurally, without a forward pass: adjacent ``(Conv2d, norm)``
 children of a Sequential (our conv units, torchvision's Conv2dNormActivation and
-ResNet downsample/stem), mmcv's ``ConvModule`` (conv before norm), and
-``convK``/``bnK`` attribute pairs (torchvision's ResNet blocks).
+ResNet downsample/stem), mmcv's ``ConvModule`` (conv before norm),
+``convK``/``bnK`` attribute pairs (torchvision's and timm's ResNet blocks) and the
+named pairs of timm's EfficientNet/MobileNet blocks (:data:`TIMM_PAIRS`).
 """
 import copy
 import re
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from .models.layers import NORM_TYPES
+from .models.layers import NORM_ACT_CHILDREN, NORM_TYPES
 
 
 class FuseWarning(UserWarning):
@@ -30,10 +31,35 @@ def foldable(norm: nn.Module) -> bool:
     ``BatchNorm2d``, ``SyncBatchNorm``, MMEngine's ``_BatchNormXd`` (after
     ``revert_sync_batchnorm``), frozen BN. Not GN/LN/IN (per-sample statistics)
     nor a BN without running statistics."""
+    if not set(dict(norm.named_children())) <= NORM_ACT_CHILDREN:
+        return False  # something else runs inside the norm: it cannot become a bias
     if isinstance(norm, FrozenBatchNorm2d):
         return True
     return (isinstance(norm, nn.modules.batchnorm._BatchNorm)
             and norm.running_mean is not None and norm.running_var is not None)
+
+
+def after_fold(norm: nn.Module) -> nn.Module:
+    """What replaces a folded norm: nothing, or the dropout and activation a
+    norm-activation layer (timm's ``BatchNormAct2d``, ours after a ``norm_cfg``)
+    runs after normalising."""
+    extras = dict(norm.named_children())
+    if not extras:
+        return nn.Identity()
+    return nn.Sequential(extras['drop'], extras['act'])
+
+
+#: ``(conv, norm)`` attribute pairs, each norm right after its conv in ``forward``, of
+#: timm's EfficientNet/MobileNet blocks, by class name (so deploy needs no timm)
+TIMM_PAIRS = {
+    'ConvBnAct': (('conv', 'bn1'), ),
+    'DepthwiseSeparableConv': (('conv_s2d', 'bn_s2d'), ('conv_dw', 'bn1'), ('conv_pw', 'bn2')),
+    'InvertedResidual': (('conv_s2d', 'bn_s2d'), ('conv_pw', 'bn1'), ('conv_dw', 'bn2'),
+                         ('conv_pwl', 'bn3')),
+    'EdgeResidual': (('conv_exp', 'bn1'), ('conv_pwl', 'bn2')),
+    'EfficientNetFeatures': (('conv_stem', 'bn1'), ),
+    'MobileNetV3Features': (('conv_stem', 'bn1'), ),
+}
 
 
 def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
@@ -54,6 +80,12 @@ def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
             yield conv, norm, norm_name
         return  # a norm before the conv, or after its activation, does not fold
     named = dict(children)
+    if type(module).__module__.startswith('timm.') and type(module).__name__ in TIMM_PAIRS:
+        for conv_name, norm_name in TIMM_PAIRS[type(module).__name__]:
+            conv, norm = named.get(conv_name), named.get(norm_name)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, NORM_TYPES):
+                yield conv, norm, norm_name
+        return
     for name, norm in children:  # torchvision's ResNet blocks: convK -> bnK
         match = re.fullmatch(r'bn(\d*)', name)
         conv = named.get(f'conv{match.group(1)}') if match else None
@@ -87,7 +119,7 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
         for conv, norm, name in list(_pairs(module)):
             if foldable(norm):
                 fold_norm(conv, norm)
-                setattr(module, name, nn.Identity())
+                setattr(module, name, after_fold(norm))
             else:
                 unfolded.append(f'{module_name}.{name} ({type(norm).__name__})'
                                 if module_name else f'{name} ({type(norm).__name__})')

@@ -58,6 +58,18 @@ def random_bn_statistics(model, mean: float = 0.2):
     return model
 
 
+def assert_checkpointing_keeps_gradients(plain, checkpointed, x=None) -> None:
+    """``checkpointed`` (``with_cp=True``), given ``plain``'s weights, computes the
+    same gradients in training mode."""
+    import torch
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64) if x is None else x
+    for model in (plain.train(), checkpointed.train()):
+        sum(o.sum() for o in model(x)).backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

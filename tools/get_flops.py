@@ -3,6 +3,7 @@
 
     python tools/get_flops.py VoVNet --args depth=57 slim=False
     python tools/get_flops.py VoVNet-39-V1 --shape 512 640
+    python tools/get_flops.py Timm --args model_name=convnext_tiny   # any timm model
     python tools/get_flops.py configs/darknet53_imagenet.py
     python tools/get_flops.py --all            # every variant, as a markdown table
 
@@ -80,7 +81,8 @@ def main(argv=None) -> None:
         what = 'whole model (backbone + neck + head)'
     else:
         model = build_backbone(args.target, **parse_kwargs(args.args))
-        rows.append(format_row(args.target, measure(model, args.shape, model.in_channels)))
+        label = f'{args.target} ({" ".join(args.args)})' if args.args else args.target
+        rows.append(format_row(label, measure(model, args.shape, model.in_channels)))
     print(f'input 1x3x{args.shape[0]}x{args.shape[1]}; MACs = multiply-accumulates, '
           'FLOPs = 2 x MACs (MMEngine complexity analysis)')
     table = markdown_table(rows, what)

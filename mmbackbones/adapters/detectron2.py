@@ -91,7 +91,9 @@ def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
     with ~2 images per GPU, BN statistics would train on too few samples)."""
     node = CfgNode(new_allowed=True)
     node.TYPE = 'VoVNet'
-    node.ARGS = CfgNode(dict(depth=39), new_allowed=True)
+    # empty (VoVNet's own default is depth 39): a config's ARGS merge into this node,
+    # so a default key would reach every other backbone (Timm takes no depth)
+    node.ARGS = CfgNode(dict(), new_allowed=True)
     node.OUT_FEATURES = ['res2', 'res3', 'res4', 'res5']
     node.NORM = 'FrozenBN'
     node.GN_GROUPS = 32

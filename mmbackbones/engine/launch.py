@@ -139,7 +139,9 @@ def _build_config_backbone(cfg: Config, device: str = 'meta'):
             cls = registry.get(backbone['type'])
     if not (isinstance(cls, type) and issubclass(cls, BaseBackbone)):
         return None
-    kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
+    # weights do not change metadata nor memory: neither init_cfg nor a file to load
+    kwargs = {k: v for k, v in backbone.items()
+              if k not in ('type', 'init_cfg', 'pretrained_file')}
     with torch.device(device):
         return cls(**kwargs)
 

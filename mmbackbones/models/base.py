@@ -21,15 +21,23 @@ LEVEL_STRIDES = tuple(2 ** (i + 1) for i in range(NUM_LEVELS))
 
 class Level(NamedTuple):
     """One level as a family builds it: registered as ``name``; ``module`` maps
-    the previous level's output (or the image) to ``channels`` channels."""
+    the previous level's output (or the image) to ``channels`` channels.
+
+    ``channels=None`` marks an absent level: the network has no feature at that
+    stride (a ConvNeXt's stem ends at stride 4, so it has no level 0); asking for
+    it is an error. ``module=None`` for a present level means the family computes
+    its levels in one network of its own (a wrapped timm model): it then provides
+    ``forward`` and :meth:`BaseBackbone.frozen_modules` itself."""
     name: str
-    module: nn.Module
-    channels: int
+    module: Optional[nn.Module]
+    channels: Optional[int]
 
 
 def normalize_out_indices(out_indices: Union[int, Sequence[int]],
-                          num_levels: int = NUM_LEVELS) -> Tuple[int, ...]:
-    """Resolve negative indices; reject empty, out-of-range or repeated ones."""
+                          num_levels: int = NUM_LEVELS, absent: Sequence[int] = (),
+                          owner: str = 'this backbone') -> Tuple[int, ...]:
+    """Resolve negative indices; reject empty, out-of-range or repeated ones, and
+    levels ``owner`` does not have (``absent``)."""
     if isinstance(out_indices, int):
         out_indices = (out_indices, )
     valid = f'valid: {-num_levels}..{num_levels - 1}'
@@ -46,6 +54,12 @@ def normalize_out_indices(out_indices: Union[int, Sequence[int]],
     if len(set(resolved)) != len(resolved):
         raise ValueError(f'out_indices {tuple(out_indices)} names a level more than '
                          f'once (resolved to {tuple(resolved)})')
+    missing = [i for i in resolved if i in absent]
+    if missing:
+        present = [i for i in range(num_levels) if i not in absent]
+        raise ValueError(f'out_indices {tuple(out_indices)} asks for level {missing[0]} '
+                         f'(stride {LEVEL_STRIDES[missing[0]]}), which {owner} does not have; '
+                         f'its levels: {present}')
     return tuple(sorted(resolved))
 
 
@@ -56,6 +70,15 @@ def select_variant(table: Dict, key, family: str, arg: str = 'depth'):
     except (KeyError, TypeError):
         raise ValueError(f'unknown {family} {arg} {key!r}; valid: '
                          f'{sorted(table, key=str)}') from None
+
+
+def keep_foreign_activations(kwargs: dict, owner: str, source: str, hint: str = '') -> None:
+    """A wrapped foreign model (torchvision's, timm's) computes with its own
+    activations: ``act_cfg`` other than None is refused, then set to None."""
+    if kwargs.get('act_cfg') is not None:
+        raise ValueError(f'{owner} keeps {source} activations; act_cfg={kwargs["act_cfg"]!r} '
+                         f'is not supported{hint}')
+    kwargs['act_cfg'] = None
 
 
 @torch.fx.wrap
@@ -106,7 +129,8 @@ class BaseBackbone(BaseModule):
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
         super().__init__(init_cfg)
         name = type(self).__name__
-        self.out_indices = normalize_out_indices(out_indices)
+        # checked again against the absent levels once the levels are built
+        normalize_out_indices(out_indices)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < NUM_LEVELS:
             raise ValueError(f'frozen_stages={frozen_stages!r} is out of range; valid: '
                              f'-1 (nothing) .. {NUM_LEVELS - 1} (every level)')
@@ -132,9 +156,17 @@ class BaseBackbone(BaseModule):
             raise RuntimeError(f'{name}.build_levels() returned {len(levels)} '
                                f'levels, the contract needs {NUM_LEVELS}')
         for level in levels:
-            self.add_module(level.name, level.module)
+            if level.module is not None:
+                self.add_module(level.name, level.module)
         self.level_names = tuple(level.name for level in levels)
         self.level_channels = tuple(level.channels for level in levels)
+        self._absent_levels = tuple(i for i, c in enumerate(self.level_channels) if c is None)
+        self.out_indices = out_indices
+        if frozen_stages in self.absent_levels:
+            raise ValueError(
+                f'frozen_stages={frozen_stages} names level {frozen_stages} (stride '
+                f'{LEVEL_STRIDES[frozen_stages]}), which {self.describe()} does not have; '
+                f'valid: -1 (nothing) or one of its levels {self.present_levels}')
         self._freeze_stages()
 
     # -- what a family provides ------------------------------------------------
@@ -162,7 +194,37 @@ class BaseBackbone(BaseModule):
         args = {name: getattr(self, name) for name in self.arch_arg_names}
         return dict(args, act_cfg=self.act_cfg, norm_eps=self.norm_cfg.get('eps'))
 
+    def frozen_modules(self) -> List[nn.Module]:
+        """The modules that compute levels ``0..frozen_stages``: frozen (no
+        gradients, in eval mode) on every ``train()``."""
+        return [getattr(self, self.level_names[i]) for i in range(self.frozen_stages + 1)
+                if i not in self.absent_levels]
+
+    def describe(self) -> str:
+        """How errors name this backbone."""
+        return type(self).__name__
+
     # -- metadata (no forward pass) --------------------------------------------
+    @property
+    def out_indices(self) -> Tuple[int, ...]:
+        """The levels ``forward`` returns, shallowest first. Assigning checks the
+        value (the Detectron2 adapter selects levels this way)."""
+        return self._out_indices
+
+    @out_indices.setter
+    def out_indices(self, value: Union[int, Sequence[int]]) -> None:
+        self._out_indices = normalize_out_indices(value, absent=self.absent_levels,
+                                                  owner=self.describe())
+
+    @property
+    def absent_levels(self) -> Tuple[int, ...]:
+        """Levels the network has no feature for (``level_channels`` is None)."""
+        return self._absent_levels
+
+    @property
+    def present_levels(self) -> Tuple[int, ...]:
+        return tuple(i for i, c in enumerate(self.level_channels) if c is not None)
+
     @property
     def out_channels(self) -> Tuple[int, ...]:
         """Channels of each output, in ``out_indices`` order."""
@@ -184,6 +246,8 @@ class BaseBackbone(BaseModule):
         x = check_input(x, self.in_channels, type(self).__name__)  # used: FX keeps it
         outs = []
         for index, name in enumerate(self.level_names[:self.out_indices[-1] + 1]):
+            if index in self.absent_levels:
+                continue  # the next level starts from the same input
             x = self._run_level(getattr(self, name), x)
             if index in self.out_indices:
                 outs.append(x)
@@ -198,8 +262,7 @@ class BaseBackbone(BaseModule):
         return x
 
     def _freeze_stages(self) -> None:
-        for name in self.level_names[:self.frozen_stages + 1]:
-            level = getattr(self, name)
+        for level in self.frozen_modules():
             level.eval()
             for param in level.parameters():
                 param.requires_grad = False

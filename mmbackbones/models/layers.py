@@ -21,6 +21,40 @@ NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
               nn.modules.instancenorm._InstanceNorm, FrozenBatchNorm2d)
 
 
+class NormActivation:
+    """Mixin: a norm followed by a dropout and an activation, as timm's
+    ``BatchNormAct2d`` fuses them. Replacing such a layer by another norm type
+    (:func:`replace_batchnorms`) keeps its dropout and activation, and the norm's
+    state-dict keys (``weight``, ``running_mean``, ...) stay where timm's files
+    have them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super().forward(x)))
+
+
+class BatchNormAct2d(NormActivation, nn.BatchNorm2d):
+    pass
+
+
+class SyncBatchNormAct(NormActivation, nn.SyncBatchNorm):
+    pass
+
+
+class GroupNormAct(NormActivation, nn.GroupNorm):
+    pass
+
+
+class FrozenBatchNormAct2d(NormActivation, FrozenBatchNorm2d):
+    pass
+
+
+#: the norm-activation form of each norm a ``norm_cfg`` builds
+WITH_ACTIVATION = {nn.BatchNorm2d: BatchNormAct2d, nn.SyncBatchNorm: SyncBatchNormAct,
+                   nn.GroupNorm: GroupNormAct, FrozenBatchNorm2d: FrozenBatchNormAct2d}
+#: the children a norm-activation layer may have besides the norm
+NORM_ACT_CHILDREN = frozenset({'drop', 'act'})
+
+
 def check_norm_cfg(norm_cfg: dict) -> None:
     if not isinstance(norm_cfg, dict) or norm_cfg.get('type') not in NORM_LAYERS:
         got = norm_cfg.get('type') if isinstance(norm_cfg, dict) else norm_cfg
@@ -47,6 +81,41 @@ def build_norm(norm_cfg: dict, channels: int) -> nn.Module:
         cfg.pop('requires_grad', None)
         cfg.pop('momentum', None)
     return build_norm_layer(cfg, channels)[1]
+
+
+def replace_batchnorms(model: nn.Module, norm_cfg: dict) -> int:
+    """Replace every BatchNorm of ``model`` by ``norm_cfg``'s norm; return how
+    many. The new norm keeps the old one's ``eps`` and ``momentum`` (torchvision's
+    MobileNetV3 and EfficientNet-B5+, and many timm models, differ from the
+    defaults) unless ``norm_cfg`` sets them, and its values (affine terms, and
+    running statistics where both have them: timm zero-initialises some). A
+    norm-activation layer (timm's ``BatchNormAct2d``) keeps its dropout and
+    activation (:class:`NormActivation`)."""
+    count = 0
+    for name, child in model.named_children():
+        if not isinstance(child, nn.modules.batchnorm._BatchNorm):
+            count += replace_batchnorms(child, norm_cfg)
+            continue
+        kept = dict(eps=child.eps)
+        if issubclass(NORM_LAYERS[norm_cfg['type']], nn.modules.batchnorm._BatchNorm):
+            kept['momentum'] = child.momentum  # FrozenBN and GN have none
+        new = build_norm({**kept, **norm_cfg}, child.num_features)
+        with torch.no_grad():
+            for attr in ('weight', 'bias', 'running_mean', 'running_var'):
+                old, target = getattr(child, attr, None), getattr(new, attr, None)
+                if old is not None and target is not None:
+                    target.copy_(old)
+        extras = dict(child.named_children())
+        if extras:
+            if set(extras) != NORM_ACT_CHILDREN or type(new) not in WITH_ACTIVATION:
+                raise ValueError(f'cannot replace {name} ({type(child).__name__}, children '
+                                 f'{sorted(extras)}) by norm_cfg={norm_cfg!r}: only a norm '
+                                 f'followed by {sorted(NORM_ACT_CHILDREN)} is known')
+            new.__class__ = WITH_ACTIVATION[type(new)]  # the same norm, then drop and act
+            new.drop, new.act = extras['drop'], extras['act']
+        setattr(model, name, new)
+        count += 1
+    return count
 
 
 #: activations that may overwrite their input: in a conv unit nothing else reads it

@@ -13,8 +13,8 @@ import torchvision.models as tvm
 from torch import nn
 
 from ..registry import register_backbone
-from .base import BaseBackbone, Level, select_variant
-from .layers import NORM_LAYERS, build_norm
+from .base import BaseBackbone, Level, keep_foreign_activations, select_variant
+from .layers import replace_batchnorms
 
 RESNET_TAPS = (('conv1', 'bn1', 'relu'), ('maxpool', 'layer1'), ('layer2', ),
                ('layer3', ), ('layer4', ))
@@ -47,10 +47,7 @@ class TorchvisionPort(BaseBackbone):
     variant_names: Dict = {}
 
     def __init__(self, key, norm_cfg: Optional[dict] = None, **kwargs):
-        if kwargs.get('act_cfg') is not None:
-            raise ValueError(f'{type(self).__name__} keeps torchvision\'s activations; '
-                             f'act_cfg={kwargs["act_cfg"]!r} is not supported')
-        kwargs['act_cfg'] = None
+        keep_foreign_activations(kwargs, type(self).__name__, "torchvision's")
         self.tv_arch = select_variant(self.arch_settings, key, type(self).__name__,
                                    self.arch_arg)
         setattr(self, self.arch_arg, key)
@@ -123,20 +120,6 @@ class TorchvisionPort(BaseBackbone):
             elif kind == 'head':
                 self.dropped_head_keys.append(short)
                 del state_dict[key]
-
-
-def replace_batchnorms(model: nn.Module, norm_cfg: dict) -> None:
-    """Replace every BatchNorm by ``norm_cfg``'s norm, keeping its ``eps`` and
-    ``momentum`` (torchvision's MobileNetV3 and EfficientNet-B5+ differ from the
-    defaults) unless ``norm_cfg`` sets them."""
-    for name, child in model.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            kept = dict(eps=child.eps)
-            if issubclass(NORM_LAYERS[norm_cfg['type']], nn.modules.batchnorm._BatchNorm):
-                kept['momentum'] = child.momentum  # FrozenBN and GN have none
-            setattr(model, name, build_norm({**kept, **norm_cfg}, child.num_features))
-        else:
-            replace_batchnorms(child, norm_cfg)
 
 
 def last_conv_channels(module: nn.Module) -> int:

@@ -54,3 +54,20 @@ vovnet99_public = dict(vovnet99, stem_stride=4, init_cfg=_public('checkpoints/pu
 # YOLOv3 config's own input normalization (RGB / 255) stays
 darknet53_yolo_public = dict(darknet53_yolo, act_cfg=dict(type='LeakyReLU', negative_slope=0.1),
                              init_cfg=_public('open-mmlab://darknet53'))
+
+# Any timm model (mmbackbones.Timm, README "Any timm model") with timm's own ImageNet
+# weights, read from a local file when the backbone is built (nothing is downloaded), e.g.
+#   hf download timm/convnext_tiny.in12k_ft_in1k model.safetensors \
+#       --local-dir checkpoints/timm/convnext_tiny.in12k_ft_in1k
+# timm's models take RGB input with ImageNet statistics (imagenet_preprocessor).
+def _timm(model_name, tag):
+    return dict(detection_defaults, type='mmbackbones.Timm', model_name=model_name,
+                pretrained_file=f'checkpoints/timm/{model_name}.{tag}/model.safetensors')
+
+
+# ConvNeXt has no stride-2 feature (no level 0): frozen_stages=1 freezes its stem and
+# first stage (stride 4), as for ResNet; its norms are LayerNorms (norm_eval: no effect)
+convnext_tiny = _timm('convnext_tiny', 'in12k_ft_in1k')
+convnext_tiny_channels = [96, 192, 384, 768]
+regnety_016 = _timm('regnety_016', 'tv2_in1k')
+regnety_016_channels = [48, 120, 336, 888]

@@ -10,10 +10,11 @@ IMAGENET_RGB = dict(pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.
                     input_format='RGB')
 
 
-def _body(backbone: dict, pretrained: str) -> dict:
-    body = dict(backbone, frozen_stages=1, norm_cfg=dict(type='FrozenBN'))
-    if pretrained:
-        body['init_cfg'] = dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')
+def _body(backbone: dict, pretrained: str, prefix) -> dict:
+    # FrozenBN unless the backbone says otherwise (a timm ConvNeXt has no BatchNorm)
+    body = {'norm_cfg': dict(type='FrozenBN'), **backbone, 'frozen_stages': 1}
+    if pretrained:  # prefix None: a file of the backbone alone (timm's own weights)
+        body['init_cfg'] = dict(type='Pretrained', checkpoint=pretrained, prefix=prefix)
     return body
 
 
@@ -30,10 +31,10 @@ def _training(model):
             get_config('common/train.py').train)
 
 
-def retinanet(backbone: dict, pretrained: str = '') -> tuple:
+def retinanet(backbone: dict, pretrained: str = '', prefix='backbone.') -> tuple:
     model = get_config('common/models/retinanet.py').model
     features = ['res3', 'res4', 'res5']
-    model.backbone.bottom_up = L(MMBackbone)(body=_body(backbone, pretrained),
+    model.backbone.bottom_up = L(MMBackbone)(body=_body(backbone, pretrained, prefix),
                                              out_features=features)
     model.backbone.in_features = features
     model.backbone.top_block.in_channels = deepest_channels(backbone)
@@ -41,10 +42,10 @@ def retinanet(backbone: dict, pretrained: str = '') -> tuple:
     return _training(model)
 
 
-def faster_rcnn(backbone: dict, pretrained: str = '') -> tuple:
+def faster_rcnn(backbone: dict, pretrained: str = '', prefix='backbone.') -> tuple:
     model = get_config('common/models/mask_rcnn_fpn.py').model
     features = ['res2', 'res3', 'res4', 'res5']
-    model.backbone.bottom_up = L(MMBackbone)(body=_body(backbone, pretrained),
+    model.backbone.bottom_up = L(MMBackbone)(body=_body(backbone, pretrained, prefix),
                                              out_features=features)
     model.backbone.in_features = features
     for key in ('mask_in_features', 'mask_pooler', 'mask_head'):
