@@ -71,8 +71,14 @@ def test_the_benchmark_leaves_training_norms_in_train_mode():
     assert int(norms[0].num_batches_tracked) == 3  # warm-up, memory probe, timed step
 
 
-def test_pipeline_benchmark_runs_both_pipelines(capsys):
-    ratio = benchmark_pipeline.main(['--images', '2', '--repeats', '1'])
+def test_pipeline_benchmark_runs_every_pipeline(capsys):
+    ratio = benchmark_pipeline.main(['--images', '2', '--repeats', '1', '--batch', '4',
+                                     '--loader-batches', '1', '--loader-rounds', '1'])
     assert ratio > 0
     out = capsys.readouterr().out
-    assert 'mmbackbones (MMPretrain)' in out and 'torchvision reference' in out
+    for side in ('mmbackbones fast (default)', 'mmbackbones exact', 'torchvision reference'):
+        assert side in out
+    for stage in benchmark_pipeline.STAGES:
+        assert f'| {stage} |' in out
+    assert 'ratio per worker (images/s, fast / torchvision)' in out
+    assert '| 1 |' in out  # the DataLoader with one worker

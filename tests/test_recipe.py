@@ -116,33 +116,50 @@ def test_warmup_5_epochs_then_cosine_every_iteration(recipe):
     np.testing.assert_allclose(lrs[5 * n:], cosine, rtol=1e-6, atol=1e-9)
 
 
-def test_per_sample_augmentation(recipe):
-    pipeline = recipe.train_dataloader.dataset.pipeline
+@pytest.mark.parametrize('pipeline_name', ['exact_train_pipeline', 'train_pipeline'])
+def test_per_sample_augmentation(recipe, pipeline_name):
+    """Both pipelines: the exact one (MMPretrain's transforms) here in full; the
+    fast default's equivalence to it in tests/test_fast_pipeline.py."""
+    pipeline = recipe[pipeline_name]
+    if pipeline_name == 'train_pipeline':
+        assert recipe.train_dataloader.dataset.pipeline == pipeline  # the default
+        assert recipe.data_pipeline == 'fast'
     types = [t['type'] for t in pipeline]
-    assert types == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'NumpyToPIL',
-                     'torchvision/TrivialAugmentWide', 'PILToNumpy', 'RandomErasing',
-                     'PackInputs']
-    crop, flip, erase = pipeline[1], pipeline[2], pipeline[6]
+    exact_types = ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'NumpyToPIL',
+                   'torchvision/TrivialAugmentWide', 'PILToNumpy', 'RandomErasing',
+                   'PackInputs']
+    fast_types = ['mmbackbones.DecodeRandomResizedCrop', 'torchvision/RandomHorizontalFlip',
+                  'mmbackbones.TrivialAugmentWide', 'PILToNumpy', 'RandomErasing',
+                  'PackInputs']
+    exact = pipeline_name.startswith('exact')
+    assert types == (exact_types if exact else fast_types)
+    crop, flip, erase = (pipeline[1], pipeline[2], pipeline[6]) if exact else \
+        (pipeline[0], pipeline[1], pipeline[4])
     assert crop.scale == 176 and crop.interpolation == 'bilinear'
-    assert flip.prob == 0.5 and flip.direction == 'horizontal'
+    if exact:
+        assert flip.prob == 0.5 and flip.direction == 'horizontal'
+    else:  # torchvision's own flip, as in its recipe
+        assert flip.p == 0.5
     assert erase.erase_prob == 0.1
     # torchvision erases the *normalized* image with 0 = the mean colour here (BGR)
     assert list(erase.fill_color) == recipe.data_preprocessor.mean[::-1]
-    transforms = [build('TRANSFORMS', t) for t in pipeline[1:-1]]
-    assert 'TrivialAugmentWide' in repr(transforms[3])
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
-    outs = []
-    for seed in range(4):  # each image gets its own random draw
-        results = dict(img=image.copy(), img_shape=image.shape[:2], ori_shape=image.shape[:2])
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        random.seed(seed)
-        for t in transforms:
-            results = t(results)
-        assert results['img'].shape == (176, 176, 3)
-        outs.append(results['img'])
-    assert not any(np.array_equal(outs[0], o) for o in outs[1:])
+    if exact:  # on a decoded image: the loader is not run
+        transforms = [build('TRANSFORMS', t) for t in pipeline[1:-1]]
+        assert 'TrivialAugmentWide' in repr(transforms[3])
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+        outs = []
+        for seed in range(4):  # each image gets its own random draw
+            results = dict(img=image.copy(), img_shape=image.shape[:2],
+                           ori_shape=image.shape[:2])
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            random.seed(seed)
+            for t in transforms:
+                results = t(results)
+            assert results['img'].shape == (176, 176, 3)
+            outs.append(results['img'])
+        assert not any(np.array_equal(outs[0], o) for o in outs[1:])
 
 
 def test_cutmix_or_mixup_per_batch_never_both(recipe, classifier):
@@ -171,11 +188,15 @@ def test_label_smoothing_on_mixed_targets_equals_torch(classifier):
 
 
 def test_validation_resize_232_crop_224_top1_top5(recipe):
-    pipeline = recipe.val_dataloader.dataset.pipeline
+    pipeline = recipe.exact_test_pipeline
     assert [t['type'] for t in pipeline] == ['LoadImageFromFile', 'ResizeEdge', 'CenterCrop',
                                              'PackInputs']
     assert pipeline[1].scale == 232 and pipeline[1].edge == 'short'
     assert pipeline[2].crop_size == 224
+    fast = recipe.val_dataloader.dataset.pipeline
+    assert [t['type'] for t in fast] == ['mmbackbones.DecodeResizeCenterCrop', 'PackInputs']
+    assert fast[0].resize == 232 and fast[0].crop_size == 224
+    assert recipe.test_dataloader.dataset.pipeline == fast
     assert recipe.val_evaluator == dict(type='Accuracy', topk=(1, 5))
 
 
@@ -202,6 +223,8 @@ def test_demo_keeps_the_recipe_shape(recipe):
     for loader in ('train_dataloader', 'val_dataloader'):
         assert [t['type'] for t in demo[loader].dataset.pipeline] == \
             [t['type'] for t in recipe[loader].dataset.pipeline]
+    for name in ('exact_train_pipeline', 'exact_test_pipeline'):
+        assert [t['type'] for t in demo[name]] == [t['type'] for t in recipe[name]]
     assert [s['type'] for s in demo.param_scheduler] == \
         [s['type'] for s in recipe.param_scheduler]
     assert demo.model.train_cfg == recipe.model.train_cfg

@@ -15,19 +15,31 @@ data_preprocessor = dict(num_classes=10)
 
 bgr_mean = {{_base_.bgr_mean}}
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
     # crops of at least 25 % of a 64 px digit (ImageNet's 8 % leaves no digit)
-    dict(type='RandomResizedCrop', scale=train_crop, crop_ratio_range=(0.25, 1.0),
-         backend='pillow', interpolation='bilinear'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='NumpyToPIL', to_rgb=True),
-    dict(type='torchvision/TrivialAugmentWide', interpolation='bilinear'),
+    dict(type='mmbackbones.DecodeRandomResizedCrop', scale=train_crop,
+         crop_ratio_range=(0.25, 1.0), interpolation='bilinear', to_pil=True),
+    dict(type='torchvision/RandomHorizontalFlip', p=0.5),
+    dict(type='mmbackbones.TrivialAugmentWide', interpolation='bilinear'),
     dict(type='PILToNumpy', to_bgr=True),
     dict(type='RandomErasing', erase_prob=0.1, mode='const', min_area_ratio=0.02,
          max_area_ratio=1 / 3, aspect_range=(0.3, 3.3), fill_color=bgr_mean),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
+    dict(type='mmbackbones.DecodeResizeCenterCrop', resize=val_resize, crop_size=val_crop),
+    dict(type='PackInputs'),
+]
+# `--cfg-options data_pipeline=exact`: MMPretrain's transforms, as in the recipe
+exact_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=train_crop, crop_ratio_range=(0.25, 1.0),
+         backend='pillow', interpolation='bilinear'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='NumpyToPIL', to_rgb=True),
+    dict(type='torchvision/TrivialAugmentWide', interpolation='bilinear'),
+    *train_pipeline[-3:],
+]
+exact_test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='ResizeEdge', scale=val_resize, edge='short', backend='pillow',
          interpolation='bilinear'),

@@ -1,4 +1,5 @@
 """What tools/train.py and tools/test.py do to a config before building a Runner."""
+import copy
 import difflib
 import logging
 import os
@@ -25,6 +26,8 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
       native bf16, fp32 on one without; evaluation uses the same autocast.
     * the model's backbone type and the dataset folders exist; the neck's (or
       classifier head's) ``in_channels`` match the backbone's ``out_channels``.
+    * ``data_pipeline='exact'``: the config's exact pipelines replace the fast
+      ones (:func:`select_data_pipeline`).
     * unreadable images: skipped (and counted) in training, named in evaluation
       (:func:`guard_image_loading`).
     * on CPU: data workers capped at the cores, and a run that cannot fit in
@@ -34,6 +37,7 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
     check_backbone_type(cfg)
     check_channels(cfg)
     check_dataset_folders(cfg)
+    select_data_pipeline(cfg)
     guard_image_loading(cfg)
     own_visualizer(cfg)
     if cfg.get('resume') and not cfg.get('load_from') and cfg.get('work_dir'):
@@ -291,6 +295,11 @@ def check_cpu_memory(cfg: Config, dtype: Optional[torch.dtype] = None) -> None:
 
 
 LOADERS = ('LoadImageFromFile', 'mmcv.LoadImageFromFile')
+#: our loading transforms that take ``skip``/``record`` themselves (they decode and
+#: crop in one step, so they are configured, not replaced)
+SKIPPING_LOADERS = ('DecodeRandomResizedCrop', 'DecodeResizeCenterCrop')
+#: ``data_pipeline`` choices: which config variables hold the pipelines
+PIPELINE_CHOICES = {'exact': ('exact_train_pipeline', 'exact_test_pipeline')}
 #: ``unreadable_images`` in a config: the defaults
 UNREADABLE_DEFAULTS = dict(max_fraction=0.001, skip_in_eval=False)
 
@@ -308,9 +317,32 @@ def _pipelines(loader_cfg) -> List[list]:
     return found
 
 
+def select_data_pipeline(cfg: Config) -> None:
+    """``data_pipeline='exact'`` (e.g. ``--cfg-options data_pipeline=exact``): the
+    train loader's pipelines become the config's ``exact_train_pipeline``, the val
+    and test loaders' ``exact_test_pipeline`` (the recipe's MMPretrain transforms
+    on full-size decodes). ``'fast'`` (the recipe's default) or no key: unchanged."""
+    choice = cfg.get('data_pipeline', 'fast')
+    if choice == 'fast':
+        return
+    if choice not in PIPELINE_CHOICES:
+        raise ValueError(f"data_pipeline must be 'fast' or one of {sorted(PIPELINE_CHOICES)}, "
+                         f'got {choice!r}')
+    train_name, test_name = PIPELINE_CHOICES[choice]
+    missing = [name for name in (train_name, test_name) if cfg.get(name) is None]
+    if missing:
+        raise ValueError(f'data_pipeline={choice!r} needs {missing} in the config (the '
+                         f'recipe, configs/_base_/imagenet_recipe.py, defines them)')
+    for loader, name in (('train_dataloader', train_name), ('val_dataloader', test_name),
+                         ('test_dataloader', test_name)):
+        for pipeline in _pipelines(cfg.get(loader)):
+            pipeline[:] = copy.deepcopy(list(cfg[name]))
+
+
 def guard_image_loading(cfg: Config) -> None:
     """Replace the pipelines' ``LoadImageFromFile`` by
-    :class:`~mmbackbones.datasets.LoadImageOrSkip`: training skips an unreadable
+    :class:`~mmbackbones.datasets.LoadImageOrSkip` (and set ``skip``/``record`` of
+    the recipe's fast loaders, which are one): training skips an unreadable
     image (warning naming it, another sample drawn) and
     :class:`~mmbackbones.engine.UnreadableImagesHook` stops the run past
     ``unreadable_images.max_fraction`` of the set (0.1 %); evaluation stops naming
@@ -322,10 +354,15 @@ def guard_image_loading(cfg: Config) -> None:
                          ('test_dataloader', options['skip_in_eval'])):
         for pipeline in _pipelines(cfg.get(loader)):
             for i, transform in enumerate(pipeline):
-                if isinstance(transform, dict) and transform.get('type') in LOADERS:
+                kind = transform.get('type') if isinstance(transform, dict) else None
+                if kind in LOADERS:
                     pipeline[i] = dict(transform, type='mmbackbones.LoadImageOrSkip', skip=skip,
                                        record=record if skip else None)
-                    guarded |= loader == 'train_dataloader'
+                elif isinstance(kind, str) and kind.split('.')[-1] in SKIPPING_LOADERS:
+                    pipeline[i] = dict(transform, skip=skip, record=record if skip else None)
+                else:
+                    continue
+                guarded |= loader == 'train_dataloader'
     hooks = list(cfg.get('custom_hooks') or [])
     if guarded and cfg.get('train_cfg') and not any(
             str(h.get('type', '')).endswith('UnreadableImagesHook') for h in hooks):
