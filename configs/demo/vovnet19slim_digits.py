@@ -6,7 +6,7 @@ _base_ = ['../_base_/imagenet_recipe.py']
 
 data_root = 'data/digits'
 train_crop, val_resize, val_crop = 40, 56, 48
-epochs, warmup_epochs = 30, 1
+epochs, warmup_epochs = 40, 1
 
 model = dict(
     backbone=dict(type='VoVNet', depth=19, slim=True),
