@@ -112,11 +112,16 @@ def test_the_hook_autocasts_features_returns_fp32_and_survives_a_deep_copy():
     import copy
     from mmpretrain.models import ImageClassifier
 
+    from mmengine.registry import DefaultScope
+
     class Runner:  # what the hook reads of MMEngine's Runner
-        model = ImageClassifier(
-            backbone=dict(type='mmbackbones.VoVNet', depth=19, slim=True, out_indices=(4, )),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=3, in_channels=512))
+        # another test may have left MMDetection's scope as the default
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            model = ImageClassifier(
+                backbone=dict(type='mmbackbones.VoVNet', depth=19, slim=True,
+                              out_indices=(4, )),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(type='LinearClsHead', num_classes=3, in_channels=512))
 
     model = Runner.model
     MixedPrecisionHook(dtype='bfloat16').before_run(Runner)
