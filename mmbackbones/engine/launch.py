@@ -23,7 +23,7 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
       model in DDP without device ids.
     * mixed precision for this machine (:func:`~.precision.choose_precision`):
       ``AmpOptimWrapper`` (which asserts CUDA) becomes bf16 autocast on a CPU with
-      native bf16, fp32 on one without; evaluation uses the same autocast.
+      native bf16 (features only), fp32 on one without; evaluation likewise.
     * the model's backbone type and the dataset folders exist; the neck's (or
       classifier head's) ``in_channels`` match the backbone's ``out_channels``.
     * ``data_pipeline='exact'``: the config's exact pipelines replace the fast

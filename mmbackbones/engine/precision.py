@@ -117,6 +117,8 @@ def _batch_to_channels_last(module: nn.Module, args, output):
 
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
+#: arguments of AmpOptimWrapper that OptimWrapper refuses
+AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
 
 
 def choose_precision(cfg, cuda: bool) -> Optional[torch.dtype]:
@@ -162,6 +164,3 @@ def choose_precision(cfg, cuda: bool) -> Optional[torch.dtype]:
         cfg.custom_hooks = hooks
     return dtype
 
-
-#: arguments of AmpOptimWrapper that OptimWrapper refuses
-AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
