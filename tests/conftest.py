@@ -24,3 +24,12 @@ def digits_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('data') / 'digits'
     make_digits_classification(str(root))
     return str(root)
+
+
+@pytest.fixture(scope='session')
+def det_root(tmp_path_factory):
+    """The embedded detection demo data (COCO layout), generated once per test session."""
+    from mmbackbones.datasets import make_digits_detection
+    root = tmp_path_factory.mktemp('data') / 'digits_det'
+    make_digits_detection(str(root))
+    return str(root)

@@ -12,53 +12,10 @@ from mmengine.registry import DefaultScope
 import mmbackbones
 from mmbackbones import CheckpointError
 from mmbackbones.publish import publish_checkpoint
+from detection_utils import build_detector, first_batch, on_demo_data
 from training_utils import ROOT, run_tool
 
 DET_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'detection', '*.py')))
-CLASSES = tuple(f'digit{i}' for i in range(10))
-
-
-@pytest.fixture(scope='session')
-def det_root(tmp_path_factory):
-    from mmbackbones.datasets import make_digits_detection
-    root = tmp_path_factory.mktemp('data') / 'digits_det'
-    make_digits_detection(str(root))
-    return str(root)
-
-
-def on_demo_data(cfg: Config, det_root: str) -> Config:
-    """The config on the demo detection set: 10 classes, 128 px, no pretrained file."""
-    cfg = copy.deepcopy(cfg)
-    cfg.model.backbone.init_cfg = None
-    cfg.model.backbone.pop('pretrained_file', None)  # timm's weights (mmbackbones.Timm)
-    for head in ('bbox_head', 'roi_head'):
-        if head in cfg.model:
-            target = cfg.model[head].get('bbox_head', cfg.model[head])
-            target.num_classes = len(CLASSES)
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
-                dict(type='Resize', scale=(128, 128), keep_ratio=True),
-                dict(type='PackDetInputs')]
-    for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val')):
-        cfg[loader] = dict(
-            batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='pseudo_collate'),
-            dataset=dict(type='CocoDataset', data_root=det_root + '/',
-                         metainfo=dict(classes=CLASSES), ann_file=f'annotations/{split}.json',
-                         data_prefix=dict(img=f'{split}/'), pipeline=pipeline,
-                         filter_cfg=None, indices=2))
-    return cfg
-
-
-def build_detector(cfg):
-    from mmdet.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(cfg.model)
-
-
-def first_batch(loader_cfg):
-    from mmengine.runner import Runner
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return next(iter(Runner.build_dataloader(loader_cfg)))
 
 
 def test_all_detector_configs_are_here():

@@ -3,7 +3,6 @@
 metadata equals the real outputs, timm's files load strictly, and the model
 trains in MMDetection and Detectron2 detectors. timm's models are built with
 random weights: nothing is downloaded."""
-import importlib.util
 import os.path as osp
 import sys
 
@@ -16,6 +15,8 @@ timm = pytest.importorskip('timm')
 from mmbackbones import CheckpointError, Timm, build_backbone, deploy, list_backbones  # noqa: E402
 from mmbackbones.models import LEVEL_STRIDES  # noqa: E402
 from mmbackbones.models.layers import NORM_TYPES, FrozenBatchNormAct2d  # noqa: E402
+from detection_utils import build_detector, first_batch, on_demo_data  # noqa: E402
+from detectron2_utils import d2_cfg, needs_d2, train_a_step  # noqa: E402
 from training_utils import (ROOT, assert_checkpointing_keeps_gradients,  # noqa: E402
                             random_bn_statistics)
 
@@ -24,7 +25,6 @@ from training_utils import (ROOT, assert_checkpointing_keeps_gradients,  # noqa:
 FAMILIES = ['resnet18d', 'convnext_atto', 'regnety_002', 'efficientnet_b0',
             'mobilenetv3_small_050', 'pvt_v2_b0']
 NO_LEVEL_0 = {'convnext_atto', 'pvt_v2_b0'}  # their first feature has stride 4
-HAS_D2 = importlib.util.find_spec('detectron2') is not None
 
 
 def present(name):
@@ -292,17 +292,13 @@ def test_registered_for_mmdetection_and_mmpretrain():
     assert classifier(torch.randn(2, 3, 64, 64), mode='tensor').shape == (2, 10)
 
 
-def test_mmdetection_retinanet_trains_a_step(tmp_path_factory):
+def test_mmdetection_retinanet_trains_a_step(det_root):
     """The shipped ConvNeXt-T config, on the demo set with the smallest ConvNeXt."""
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
-    from mmbackbones.datasets import make_digits_detection
-    from test_detection import build_detector, first_batch, on_demo_data
-    root = tmp_path_factory.mktemp('data') / 'digits_det'
-    make_digits_detection(str(root))
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'detection',
                                    'retinanet_convnext-tiny_fpn_1x_coco.py'))
-    cfg = on_demo_data(cfg, str(root))
+    cfg = on_demo_data(cfg, det_root)
     cfg.model.backbone.model_name = 'convnext_atto'
     cfg.model.neck.in_channels = [40, 80, 160, 320]
     model = build_detector(cfg)
@@ -319,12 +315,11 @@ def test_mmdetection_retinanet_trains_a_step(tmp_path_factory):
                if k.startswith('timm.stages_3.'))
 
 
-@pytest.mark.skipif(not HAS_D2, reason='Detectron2 is not installed (not on PyPI)')
+@needs_d2
 @pytest.mark.parametrize('meta,name', [('retinanet', 'convnext_atto'), ('rcnn', 'resnet18d')])
 def test_detectron2_model_trains_a_step(meta, name):
     import mmbackbones.adapters.detectron2 as d2
     from detectron2.modeling import build_model
-    from test_detectron2 import d2_cfg, train_a_step
     norm = 'BN' if name == 'convnext_atto' else 'FrozenBN'  # ConvNeXt has no BatchNorm
     cfg = d2_cfg(d2, meta, 'Timm', dict(model_name=name), norm=norm)
     model = build_model(cfg)

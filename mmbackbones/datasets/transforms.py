@@ -4,8 +4,10 @@ import logging
 import os
 from typing import Dict, Optional, Sequence
 
+import cv2
 from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.logging import print_log
+from PIL import Image
 from torchvision import transforms as tv_transforms
 
 from ..registry import TRANSFORMS
@@ -13,6 +15,14 @@ from ..registry import TRANSFORMS
 
 class UnreadableImageError(RuntimeError):
     """An image that cannot be decoded, where skipping it is not allowed."""
+
+
+# What reading a bad file raises: OpenCV's assertion on empty data, a missing or
+# unreadable file (OSError, Pillow's UnidentifiedImageError), simplejpeg's and our
+# loaders' ValueError, Pillow's decompression-bomb guard. Anything else (a TypeError,
+# a KeyError, ...) is a bug in a loader: it must end the run, not be counted as an
+# unreadable image and skipped.
+DECODE_ERRORS = (cv2.error, OSError, ValueError, Image.DecompressionBombError)
 
 
 @TRANSFORMS.register_module()
@@ -36,8 +46,12 @@ class LoadImageOrSkip(LoadImageFromFile):
         """Decode ``results['img_path']`` into ``results``; raise or return None
         when it cannot be read. Subclasses that decode differently (the recipe's
         :mod:`~mmbackbones.datasets.fast_loading` transforms) override only this,
-        and keep the skip-or-name-the-file handling of :meth:`transform`."""
-        return super().transform(results)
+        and keep the skip-or-name-the-file handling of :meth:`transform`; they
+        report a file they cannot read with one of :data:`DECODE_ERRORS`."""
+        try:
+            return super().transform(results)
+        except AssertionError as err:  # mmcv asserts that OpenCV returned an image
+            raise ValueError(str(err)) from err
 
     def transform(self, results: dict) -> Optional[dict]:
         try:
@@ -45,7 +59,7 @@ class LoadImageOrSkip(LoadImageFromFile):
             if loaded is not None:
                 return loaded
             reason = 'empty or missing'
-        except Exception as err:  # OpenCV's assertion, mmcv's, a missing file, ...
+        except DECODE_ERRORS as err:
             reason = f'{type(err).__name__}: {str(err).strip().splitlines()[-1]}'
         path = results.get('img_path')
         if not self.skip:
