@@ -13,7 +13,7 @@ from training_utils import random_bn_statistics
 
 VARIANTS = sorted(list_variants())
 ONE_PER_FAMILY = ['Darknet-19', 'CSPDarknet-19', 'VoVNet-19-slim', 'ResNet-18',
-                  'MobileNetV3-small', 'EfficientNet-B0']
+                  'MobileNetV2', 'MobileNetV3-small', 'EfficientNet-B0']
 
 
 def with_statistics(name, **kwargs):
