@@ -110,9 +110,8 @@ def test_cuda_keeps_mmengine_amp_and_its_dtype():
 
 def test_the_hook_autocasts_features_returns_fp32_and_survives_a_deep_copy():
     import copy
-    from mmpretrain.models import ImageClassifier
-
     from mmengine.registry import DefaultScope
+    from mmpretrain.models import ImageClassifier
 
     class Runner:  # what the hook reads of MMEngine's Runner
         # another test may have left MMDetection's scope as the default

@@ -37,9 +37,8 @@ def test_training_skips_and_records_evaluation_names_the_file(broken, tmp_path):
     assert skip(dict(img_path=str(good)))['img'].shape == (8, 8, 3)
 
 
-
-class _BuggyLoader(LoadImageOrSkip):
-    """A loader with a bug (not a bad file) in it, or one reporting a bad file."""
+class _RaisingLoader(LoadImageOrSkip):
+    """A loader whose decode raises ``error``: a bug (KeyError) or a bad file (ValueError)."""
 
     def __init__(self, error: Exception, **kwargs):
         super().__init__(**kwargs)
@@ -52,12 +51,13 @@ class _BuggyLoader(LoadImageOrSkip):
 def test_a_bug_in_a_loader_is_not_skipped_as_an_unreadable_image(tmp_path):
     record = tmp_path / 'unreadable.txt'
     with pytest.raises(KeyError, match='img_shape'):
-        _BuggyLoader(KeyError('img_shape'), skip=True, record=str(record))(
+        _RaisingLoader(KeyError('img_shape'), skip=True, record=str(record))(
             dict(img_path='a.jpg'))
     assert not record.exists()
-    assert _BuggyLoader(ValueError('truncated'), skip=True, record=str(record))(
+    assert _RaisingLoader(ValueError('truncated'), skip=True, record=str(record))(
         dict(img_path='b.jpg')) is None
     assert record.read_text().split() == ['b.jpg']
+
 
 def test_mmdetection_coco_dataset_draws_another_image(broken, tmp_path):
     from mmdet.datasets import CocoDataset
