@@ -11,17 +11,22 @@ env:
 demo: env
 	$(PY) tools/demo.py
 
+# One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
+# measured faster than one process using both cores, whose OpenMP threads stall
+# whenever a test's subprocess takes a core.
+XDIST := -n auto --dist worksteal
+
 test: env
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: env
-	$(PY) -m pytest -m "not slow and not compile_all" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow and not compile_all" $(PYTEST_ARGS)
 
 test-compile: env
-	$(PY) -m pytest -m compile_all tests/test_fast_paths.py $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m compile_all tests/test_fast_paths.py $(PYTEST_ARGS)
 
 sizes: env
-	$(PY) tools/get_flops.py --all
+	$(PY) tools/get_flops.py --all --update-docs
 
 # Re-pin requirements/lock.txt from a .venv made by `make env` (plus any new pins).
 # mmcv is installed from the locally built wheel; its pin is kept by name.

@@ -11,7 +11,7 @@ setup(
                 'for MMDetection, MMPretrain and Detectron2',
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.9',
+    python_requires='>=3.11',
     packages=find_packages(include=['mmbackbones', 'mmbackbones.*']),
     install_requires=[
         'torch>=2.0',

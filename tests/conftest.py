@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -7,7 +9,16 @@ VARIANTS = list_variants()
 
 
 def pytest_configure(config):
-    torch.set_num_threads(2)
+    # under pytest-xdist (make test runs -n auto) each worker gets its share of the
+    # cores: two 2-thread workers on 2 cores stall each other's OpenMP barriers
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def pytest_collection_modifyitems(config, items):
+    # the long end-to-end runs first, so that pytest-xdist's workers finish together
+    # instead of one of them starting the demo last
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
 
 
 @pytest.fixture(params=sorted(VARIANTS))

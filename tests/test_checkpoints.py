@@ -2,6 +2,7 @@
 import hashlib
 import os
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -9,7 +10,12 @@ import torch
 from mmbackbones import CheckpointError, build_backbone, load_weights
 from mmbackbones.checkpoint import safe_load
 from mmbackbones.publish import publish_checkpoint
-from training_utils import run_tool, write_small_config
+from training_utils import ROOT, run_tool, write_small_config
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import publish_model as publish_tool  # noqa: E402
+import test as test_tool  # noqa: E402
+import train as train_tool  # noqa: E402
 
 
 class RunsCode:
@@ -64,15 +70,16 @@ def test_every_loading_path_refuses_code(malicious, trained, tmp_path):
     from mmengine.runner.checkpoint import _load_checkpoint  # resume/load_from use this
     with pytest.raises(CheckpointError, match='refusing to load'):
         _load_checkpoint(path)
-    for tool in (['tools/train.py', config, '--work-dir', str(tmp_path / 'w1'),
-                  '--resume', path],
-                 ['tools/train.py', config, '--work-dir', str(tmp_path / 'w2'),
-                  '--load-from', path],
-                 ['tools/test.py', config, path, '--work-dir', str(tmp_path / 'w3')],
-                 ['tools/publish_model.py', path, str(tmp_path / 'out.pth')]):
-        result = run_tool(tool, check=False)
-        assert result.returncode != 0, tool
-        assert 'refusing to load' in result.stderr, (tool, result.stderr[-2000:])
+    # the tools' own loading paths, in this process (their command lines run as
+    # subprocesses in test_own_checkpoints_load_everywhere_without_env_vars)
+    for main, argv in ((train_tool.main, [config, '--work-dir', str(tmp_path / 'w1'),
+                                          '--resume', path]),
+                       (train_tool.main, [config, '--work-dir', str(tmp_path / 'w2'),
+                                          '--load-from', path]),
+                       (test_tool.main, [config, path, '--work-dir', str(tmp_path / 'w3')]),
+                       (publish_tool.main, [path, str(tmp_path / 'out.pth')])):
+        with pytest.raises((CheckpointError, SystemExit), match='refusing to load'):
+            main(argv)
     assert not marker.exists(), 'code in the checkpoint ran'
 
 
@@ -149,15 +156,12 @@ def test_wrong_prefix_or_architecture_is_refused(trained):
         load_weights(build_backbone('VoVNet-19-slim'), ckpt)  # forgot the prefix
 
 
-@pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_bad_config_inputs_fail_early(digits_root, tmp_path):
     config = write_small_config(tmp_path, str(tmp_path / 'no_such_folder'))
-    result = run_tool(['tools/train.py', config], check=False)
-    assert result.returncode != 0
-    assert 'dataset path(s) not found' in result.stderr and 'no_such_folder' in result.stderr
+    with pytest.raises(FileNotFoundError, match=r'dataset path\(s\) not found.*no_such_folder'):
+        train_tool.main([config, '--work-dir', str(tmp_path / 'w')])
     typo = write_small_config(tmp_path, digits_root,
                               extra="model = dict(backbone=dict(type='VovNet'))\n")
-    result = run_tool(['tools/train.py', typo], check=False)
-    assert result.returncode != 0
-    assert "unknown backbone type 'VovNet'" in result.stderr
-    assert "did you mean 'mmbackbones.VoVNet'" in result.stderr
+    with pytest.raises(ValueError, match="unknown backbone type 'VovNet'.*did you mean "
+                                        "'mmbackbones.VoVNet'"):
+        train_tool.main([typo, '--work-dir', str(tmp_path / 'w')])

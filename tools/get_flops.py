@@ -34,13 +34,13 @@ def parse_args(argv=None):
                         help='input height and width (one value for a square)')
     parser.add_argument('--all', action='store_true',
                         help='print the table of every registered variant')
-    parser.add_argument('--update-readme', action='store_true',
-                        help='with --all: also write the table into README.md')
+    parser.add_argument('--update-docs', action='store_true',
+                        help='with --all: also write the table into docs/backbones.md')
     args = parser.parse_args(argv)
     if not args.all and not args.target:
         parser.error('give a backbone, a variant or a config, or --all')
-    if args.update_readme and (not args.all or args.shape != [224, 224]):
-        parser.error('--update-readme needs --all at the default shape')
+    if args.update_docs and (not args.all or args.shape != [224, 224]):
+        parser.error('--update-docs needs --all at the default shape')
     if len(args.shape) not in (1, 2):
         parser.error(f'--shape takes 1 or 2 values, got {args.shape}')
     args.shape = tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
@@ -87,12 +87,12 @@ def main(argv=None) -> None:
           'FLOPs = 2 x MACs (MMEngine complexity analysis)')
     table = markdown_table(rows, what)
     print(table)
-    if args.update_readme:
-        replace_between_markers(README, 'sizes', table)
-        print(f'updated {README}')
+    if args.update_docs:
+        replace_between_markers(SIZES_PAGE, 'sizes', table)
+        print(f'updated {SIZES_PAGE}')
 
 
-README = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'README.md')
+SIZES_PAGE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'docs', 'backbones.md')
 
 
 def replace_between_markers(path: str, tag: str, text: str) -> None:

@@ -39,7 +39,7 @@ bgr_mean = data_preprocessor['mean'][::-1]
 # JPEG header's size, at libjpeg's reduced DCT scales where the crop allows
 # (mmbackbones/datasets/fast_loading.py); the same augmentations as the exact one
 # (tests/test_fast_pipeline.py); per data-loader worker about 1.35x the exact
-# pipeline's speed and 1.55x torchvision's reference transforms (README, "Speed").
+# pipeline's speed and 1.55x torchvision's reference transforms (docs/speed.md).
 train_pipeline = [
     # torchvision's RandomResizedCrop boxes (scale 0.08-1, ratio 3/4-4/3), 176 px,
     # given as an RGB PIL image to torchvision's transforms

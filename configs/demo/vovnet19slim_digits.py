@@ -46,12 +46,15 @@ exact_test_pipeline = [
     dict(type='CenterCrop', crop_size=val_crop),
     dict(type='PackInputs'),
 ]
+# The 64 px digits decode and augment in about a tenth of a step, in this process: on
+# 2 cores a loader worker competes with the training threads (measured: 0.45 s a step
+# with one worker, 0.40 s without)
 train_dataloader = dict(
-    batch_size=64, num_workers=2, pin_memory=False,
+    batch_size=64, num_workers=0, persistent_workers=False, pin_memory=False,
     dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
                  data_prefix='train', pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=120, num_workers=1, pin_memory=False,
+    batch_size=120, num_workers=0, persistent_workers=False, pin_memory=False,
     dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root,
                  data_prefix='val', pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -13,7 +13,7 @@ when its edges are fractional at the reduced scale.
 Colour JPEGs are decoded by simplejpeg (libjpeg-turbo): pixel for pixel what
 OpenCV's ``imdecode`` gives (mmcv's ``LoadImageFromFile``, the exact pipeline;
 tested), in either channel order, about 10 % faster than OpenCV and 25 % faster
-than Pillow on ImageNet-sized photos, at reduced scales too (README, "Speed").
+than Pillow on ImageNet-sized photos, at reduced scales too (docs/speed.md).
 Everything else (other formats, CMYK and grayscale JPEGs, EXIF-rotated or
 damaged ones) is decoded by OpenCV at full size, as mmcv does. The size comes
 from a parse of the JPEG markers. Images stay uint8 (normalization is the data

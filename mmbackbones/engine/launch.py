@@ -405,5 +405,5 @@ def check_dataset_folders(cfg: Config) -> None:
         raise FileNotFoundError(
             f'dataset path(s) not found: {missing}. Set data_root in the config (or '
             f'--cfg-options data_root=... train_dataloader.dataset.data_root=...), see the '
-            f'README\'s section "Data"; the demo data is made by '
+            f'docs/pretraining.md#data; the demo data is made by '
             f'`python tools/make_demo_data.py`.')

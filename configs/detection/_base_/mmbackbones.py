@@ -37,7 +37,7 @@ darknet_channels = [128, 256, 512, 1024]
 darknet53_yolo = dict(darknet53, out_indices=(2, 3, 4))
 yolov3_neck_channels = darknet_channels[:0:-1]
 
-# Public ImageNet weights (README "Pretrained weights"): the original files load as they
+# Public ImageNet weights (docs/weights.md): the original files load as they
 # are, converted on the fly (mmbackbones.weights), into the network they were trained as.
 def _public(source):
     return dict(type='Pretrained', checkpoint=source, prefix='backbone.')
@@ -55,7 +55,7 @@ vovnet99_public = dict(vovnet99, stem_stride=4, init_cfg=_public('checkpoints/pu
 darknet53_yolo_public = dict(darknet53_yolo, act_cfg=dict(type='LeakyReLU', negative_slope=0.1),
                              init_cfg=_public('open-mmlab://darknet53'))
 
-# Any timm model (mmbackbones.Timm, README "Any timm model") with timm's own ImageNet
+# Any timm model (mmbackbones.Timm, docs/timm.md) with timm's own ImageNet
 # weights, read from a local file when the backbone is built (nothing is downloaded), e.g.
 #   hf download timm/convnext_tiny.in12k_ft_in1k model.safetensors \
 #       --local-dir checkpoints/timm/convnext_tiny.in12k_ft_in1k

@@ -1,6 +1,6 @@
 # Detectron2 LazyConfig: retinanet + FPN with timm's ConvNeXt-T (mmbackbones.Timm), COCO 1x
-# (see _common.py); timm's ImageNet weights from a local file in timm's layout (README
-# "Any timm model"). norm_cfg=None keeps timm's norms (LayerNorms: nothing to freeze).
+# (see _common.py); timm's ImageNet weights from a local file in timm's layout (docs/timm.md).
+# norm_cfg=None keeps timm's norms (LayerNorms: nothing to freeze).
 #   python tools/train_detectron2.py --config-file configs/detectron2/lazy/retinanet_convnext_tiny_fpn.py
 from ._common import retinanet
 
