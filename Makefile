@@ -12,8 +12,8 @@ demo: env
 	$(PY) tools/demo.py
 
 # One pytest-xdist worker per core, each with one torch thread (tests/conftest.py):
-# measured faster than one process using both cores, whose OpenMP threads stall
-# whenever a test's subprocess takes a core.
+# OpenMP threads stall each other whenever another process takes a core, and the
+# suite starts many (tools run as subprocesses); slow tests go first (conftest).
 XDIST := -n auto --dist worksteal
 
 test: env
