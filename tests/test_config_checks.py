@@ -96,7 +96,7 @@ def test_missing_coco_paths_are_listed_once():
         launch.check_dataset_folders(cfg)
     listed = str(err.value).split('not found: ')[1].split(']')[0]
     assert listed.count('val2017/') == 1 and listed.count('instances_val2017.json') == 1
-    assert 'section "Data"' in str(err.value)
+    assert 'docs/pretraining.md#data' in str(err.value)
 
 
 def test_each_runner_gets_its_own_visualizer(tmp_path):

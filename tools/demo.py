@@ -305,8 +305,10 @@ def main(argv=None) -> int:
         out = osp.join(args.work_dir, f'{name}_curves.png')
         plot_runs(dirs, keys, out, labels)
         print(f'[demo] {name} curves:  {out}')
+    from mmbackbones.engine.precision import cpu_bf16_supported
+    bf16 = not args.fp32 and (torch.cuda.is_available() or cpu_bf16_supported())
     print(f'[demo] total {(time.time() - start) / 60:.1f} min '
-          f'({"fp32" if args.fp32 else "mixed precision where the machine has it"})')
+          f'({"mixed precision" if bf16 else "fp32"})')
     return 0 if (ok or args.quick) and verdict['holds'] else 1
 
 

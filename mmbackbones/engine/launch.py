@@ -404,6 +404,6 @@ def check_dataset_folders(cfg: Config) -> None:
     if missing:
         raise FileNotFoundError(
             f'dataset path(s) not found: {missing}. Set data_root in the config (or '
-            f'--cfg-options data_root=... train_dataloader.dataset.data_root=...), see the '
+            f'--cfg-options data_root=... train_dataloader.dataset.data_root=...), see '
             f'docs/pretraining.md#data; the demo data is made by '
             f'`python tools/make_demo_data.py`.')
