@@ -1,5 +1,6 @@
 """tools/plot_curves.py on scalar logs written by MMEngine's own LocalVisBackend,
 as its LoggerHook writes them (training by iteration, validation by epoch)."""
+import pytest
 from mmengine.visualization import LocalVisBackend
 
 from mmbackbones.engine.curves import read_curves
@@ -25,6 +26,7 @@ def test_validation_points_sit_at_the_end_of_their_epoch(tmp_path):
     assert 'epoch' not in curves and 'iter' not in curves
 
 
+@pytest.mark.slow  # the tool as a subprocess
 def test_plot_tool_draws_several_runs(tmp_path):
     fake_run(tmp_path / 'a', [3.0, 2.0, 1.5, 1.0])
     fake_run(tmp_path / 'b', [2.5, 1.5, 1.0, 0.5])

@@ -186,6 +186,7 @@ def test_python_examples_run(page, sandbox, tmp_path):
         pytest.skip('; '.join(skipped))
 
 
+@pytest.mark.slow  # the tools as subprocesses, some of them training
 @pytest.mark.parametrize('block', shell_blocks(), ids=lambda b: b.where)
 def test_shell_examples_run(block, sandbox):
     reason = missing_need(block)

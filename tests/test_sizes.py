@@ -52,6 +52,7 @@ def measured():
     return {name: measure(build_backbone(name)) for name in list_variants()}
 
 
+@pytest.mark.slow  # measures every variant at 224 px (about 45 s)
 @pytest.mark.parametrize('name', sorted(REFERENCE))
 def test_matches_reference_table(name, measured):
     params_m, gflops = REFERENCE[name]
@@ -62,6 +63,7 @@ def test_matches_reference_table(name, measured):
             or equal_as_printed(got.flops / 1e9, gflops)), got.flops
 
 
+@pytest.mark.slow  # measures every variant at 224 px (about 45 s)
 def test_every_variant_is_measured_and_printed(measured, capsys):
     # variants without a reference figure (CSPDarknet-19, V1 of -19/-99): print them
     for name, c in sorted(measured.items()):
@@ -71,6 +73,7 @@ def test_every_variant_is_measured_and_printed(measured, capsys):
     assert 'CSPDarknet-19' in capsys.readouterr().out
 
 
+@pytest.mark.slow  # measures every variant at 224 px (about 45 s)
 def test_size_table_is_the_tools_output(measured):
     text = SIZES_PAGE.read_text()
     for name, c in measured.items():
