@@ -10,33 +10,29 @@
   ``torchvision://``, ``open-mmlab://``, ``mmcls://`` schemes, through MMEngine's
   model tables and torch's hub cache, but loaded by us: MMEngine's URL loader
   passes ``weights_only=False``.
-* Strict: :func:`load_weights` (and every backbone's ``init_cfg=Pretrained``)
-  refuses a checkpoint that would leave any backbone tensor unloaded, instead of
-  MMEngine's silent ``strict=False``.
+
+This is the bottom layer of loading: it reads files and knows no network.
+:mod:`mmbackbones.loader` puts what it reads into models, strictly.
 """
 import contextlib
 import functools
-import logging
 import os
 import os.path as osp
 import pickle
 import threading
 import warnings
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer, print_log
-from torch import nn
+from mmengine.logging import HistoryBuffer
+
+from .download import fetch, remove_cached
+from .errors import CheckpointError, UnsafeCheckpointError
 
 PathLike = Union[str, 'os.PathLike[str]']
 TRUSTED_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 _TRUE = ('1', 'y', 'yes', 'true')
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded safely or does not fit the model."""
 
 
 #: the statistics MMEngine's HistoryBuffer pickles with every buffer, as
@@ -117,7 +113,7 @@ def _clear_errors(source: str) -> Iterator[None]:
     try:
         yield
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
+        raise UnsafeCheckpointError(
             f'refusing to load {source}: it needs a type outside the safe allow-list, so '
             f'loading it could run code. Only load checkpoints you trust, and convert them '
             f'to plain tensors (tools/publish_model.py); for a file you trust, torch\'s '
@@ -136,11 +132,28 @@ def safe_load(path: PathLike, map_location: Union[str, torch.device, None] = 'cp
         raise FileNotFoundError(f'checkpoint {path} does not exist')
     if path.endswith('.safetensors'):
         return _load_safetensors(path, map_location)
+    _check_torch_file(path)
     trusted = trusted_by_env()
     if trusted:
         _warn_trusted(path)
     with _clear_errors(path), safe_loading():
         return torch.load(path, map_location=map_location, weights_only=not trusted)
+
+
+#: how a torch.save file starts: a zip archive (torch >= 1.6) or a pickle
+TORCH_FILE_MAGIC = (b'PK\x03\x04', b'\x80')
+
+
+def _check_torch_file(path: str) -> None:
+    """A file that is not a torch checkpoint at all (random bytes, a config,
+    a ``.py``) is said to be that, not taken for an unsafe pickle."""
+    with open(path, 'rb') as f:
+        head = f.read(8)
+    if not head.startswith(TORCH_FILE_MAGIC):
+        raise CheckpointError(
+            f'{path} is not a checkpoint: torch.save writes a zip archive or a pickle, '
+            f'and this file starts with {head!r}. Is it the right file (not a config, '
+            f'a script or a partial download)?')
 
 
 def _load_safetensors(path: str, map_location) -> dict:
@@ -159,27 +172,22 @@ def _load_safetensors(path: str, map_location) -> dict:
                               f'or truncated?): {err}') from None
 
 
-def load_url(url: str, map_location=None) -> dict:
-    """A checkpoint URL through torch's hub cache (``$TORCH_HOME/hub/checkpoints``:
-    nothing is downloaded when the file is there), loaded like :func:`safe_load`;
-    in distributed runs rank 0 downloads first, as MMEngine does. MMEngine's own
-    URL loader passes ``weights_only=False``."""
-    from mmengine.dist import get_dist_info
-    rank, world_size = get_dist_info()
-    trusted = trusted_by_env()
-    if trusted:
-        _warn_trusted(url)
-
-    def load():
-        with _clear_errors(url), safe_loading():
-            return torch.hub.load_state_dict_from_url(url, map_location=map_location,
-                                                      progress=False, weights_only=not trusted)
-    checkpoint = load() if rank == 0 else None
-    if world_size > 1:
-        torch.distributed.barrier()
-        if rank > 0:
-            checkpoint = load()
-    return checkpoint
+def load_url(url: str, map_location=None, filename: Optional[str] = None) -> dict:
+    """A checkpoint URL, downloaded once per machine into the weights cache
+    (:mod:`mmbackbones.download`: atomic, verified against the hash a file name
+    publishes, one process downloads while the others wait; ``filename`` names
+    it there), read like
+    :func:`safe_load`; a downloaded file that does not read is removed.
+    MMEngine's own URL loader passes ``weights_only=False``."""
+    path = fetch(url, filename)
+    try:
+        return safe_load(path, map_location)
+    except UnsafeCheckpointError:
+        raise
+    except CheckpointError as err:
+        remove_cached(path)
+        raise CheckpointError(f'{url} (downloaded to {path}) is not a readable checkpoint, '
+                              f'corrupt or truncated; the file was removed. {err}') from None
 
 
 def _model_url(table: Dict[str, str], name: str, scheme: str) -> str:
@@ -290,131 +298,5 @@ def normalize_prefix(prefix: Optional[str]) -> Optional[str]:
     return prefix if prefix.endswith('.') else prefix + '.'
 
 
-@dataclass
-class LoadReport:
-    loaded: int
-    source: str
-    set_aside: List[str] = field(default_factory=list)
-
-
-def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
-                 prefix: Optional[str] = None, map_location='cpu',
-                 logger: Union[str, logging.Logger] = 'current') -> LoadReport:
-    """Load ``checkpoint`` (anything :func:`load_checkpoint` resolves, or a loaded
-    dict) into ``model``, requiring that every tensor of the model is loaded and
-    every key of the checkpoint is used.
-
-    ``prefix`` (e.g. ``'backbone.'`` or ``'backbone'``) selects and strips the keys
-    of one submodule. A torchvision state dict loads into a torchvision port as it
-    is; its classifier is set aside (and reported). A public checkpoint in another
-    layout (timm, MMDetection, vovnet-detectron2, ...: :mod:`mmbackbones.weights`)
-    is recognised and converted, when ``model`` is the network it was trained as.
-    """
-    from_file = not isinstance(checkpoint, dict)
-    source = os.fspath(checkpoint) if from_file else '<state dict>'
-    state_dict = extract_state_dict(load_checkpoint(source, map_location)
-                                    if from_file else checkpoint)
-    state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
-    prefix = normalize_prefix(prefix)
-    try:
-        return _load_exactly(model, _select_prefix(state_dict, prefix, source), source,
-                             prefix, logger)
-    except CheckpointError as mismatch:
-        converted = _public_layout(state_dict)
-        if converted is None:
-            raise mismatch from None
-    _check_same_network(model, converted, source)
-    return _load_exactly(model, converted.state_dict, source, None, logger,
-                         note=f'converted from the {converted.source} layout',
-                         set_aside=converted.set_aside)
-
-
-def _select_prefix(state_dict: Dict[str, torch.Tensor], prefix: Optional[str],
-                   source: str) -> Dict[str, torch.Tensor]:
-    if not prefix:
-        return state_dict
-    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    if not selected:
-        roots = sorted({k.split('.', 1)[0] + '.' for k in state_dict})
-        raise CheckpointError(f'prefix {prefix!r} matches none of the {len(state_dict)} '
-                              f'keys of {source}; its keys start with {roots}')
-    return selected
-
-
-def _public_layout(state_dict: Dict[str, torch.Tensor]):
-    """The public layout ``state_dict`` is in, converted, or None."""
-    from .weights import convert_weights
-    try:
-        return convert_weights(state_dict)
-    except CheckpointError:
-        return None
-
-
-def _check_same_network(model: nn.Module, converted, source: str) -> None:
-    """The file's network must be ``model``'s: same class, same :meth:`arch_args`
-    (the architecture, activation and norm eps, not only the tensor shapes)."""
-    from .api import build_backbone
-    with torch.device('meta'):
-        expected = build_backbone(converted.type, **converted.kwargs)
-    ours = model.arch_args() if hasattr(model, 'arch_args') else {}
-    differ = {k: ours.get(k) for k, v in expected.arch_args().items() if ours.get(k) != v}
-    if type(model).__name__ != converted.type or differ:
-        raise CheckpointError(
-            f'{source} holds {converted.source} weights, whose network is '
-            f'{converted.type}({_args(converted.kwargs)}); this model is '
-            f'{type(model).__name__} with {_args(differ)}. '
-            f'Build {converted.type}({_args(converted.kwargs)}) to load it.')
-
-
-def _args(kwargs: dict) -> str:
-    return ', '.join(f'{k}={v!r}' for k, v in kwargs.items())
-
-
-def _load_exactly(model: nn.Module, state_dict: Dict[str, torch.Tensor], source: str,
-                  prefix: Optional[str], logger, note: str = '',
-                  set_aside: Optional[List[str]] = None) -> LoadReport:
-    name = type(model).__name__
-    model.__dict__.pop('dropped_head_keys', None)  # set again by a torchvision port's hook
-    try:
-        result = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as err:  # shape mismatches, one line each
-        lines = str(err).strip().splitlines()
-        more = f'\n\t... and {len(lines) - 7} more' if len(lines) > 7 else ''
-        raise CheckpointError(f'{source} does not fit {name} (another architecture?): '
-                              + '\n'.join(lines[1:7]) + more) from None
-    set_aside = list(set_aside or []) + list(getattr(model, 'dropped_head_keys', []))
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f'{source} does not fit {name}'
-            + (f' (prefix {prefix!r})' if prefix else '') + ': '
-            f'{len(result.missing_keys)} tensors of the model are missing from it '
-            f'{_preview(result.missing_keys)}, and {len(result.unexpected_keys)} of its '
-            f'keys are not in the model {_preview(result.unexpected_keys)}. Is it a '
-            f'checkpoint of another architecture, or does it need prefix=\'backbone.\'?')
-    loaded = len(model.state_dict())
-    print_log(f'loaded {loaded} tensors into {name} from {source}'
-              + (f' (prefix {prefix!r})' if prefix else '')
-              + (f' ({note})' if note else '')
-              + (f'; set aside {_preview(set_aside)}' if set_aside else ''),
-              logger=logger)
-    return LoadReport(loaded=loaded, source=source, set_aside=set_aside)
-
-
-PRETRAINED_TYPES = ('Pretrained', 'PretrainedInit')
-
-
-def split_pretrained(init_cfg) -> tuple:
-    """``(pretrained cfgs, other cfgs)`` of an ``init_cfg`` dict or list."""
-    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg] if init_cfg else []
-    pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') in PRETRAINED_TYPES]
-    return pretrained, [c for c in cfgs if not any(c is p for p in pretrained)]
-
-
-def _preview(keys: List[str], limit: int = 8) -> str:
-    shown = ', '.join(keys[:limit])
-    return f'[{shown}{", ..." if len(keys) > limit else ""}]'
-
-
 __all__ = ['CheckpointError', 'SAFE_GLOBALS', 'safe_loading', 'safe_load', 'load_checkpoint',
-           'load_weights', 'install', 'extract_state_dict', 'normalize_prefix', 'LoadReport',
-           'split_pretrained']
+           'install', 'extract_state_dict', 'normalize_prefix']

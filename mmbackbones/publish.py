@@ -33,7 +33,8 @@ def publish_checkpoint(src: str, out: Optional[str] = None) -> str:
     return write_release(
         state_dict, dict(source=osp.basename(src), epoch=int(meta.get('epoch', 0)),
                          iter=int(meta.get('iter', 0)), ema=isinstance(ema, dict),
-                         classes=[str(c) for c in classes] if classes else None),
+                         classes=[str(c) for c in classes] if classes else None,
+                         backbone=meta.get('backbone')),
         out or src, link=bool(out))
 
 

@@ -245,7 +245,7 @@ def test_our_releases_load_through_init_cfg(tmp_path):
     (dict(model_name='levit_128'), r'features at stride \[64\], beyond the deepest level'),
     (dict(model_name='resnet18d', act_cfg=dict(type='SiLU')), "keeps timm's activations"),
     (dict(model_name='resnet18d', model_kwargs=dict(in_chans=1)), 'use in_channels'),
-    (dict(model_name='resnet18d', pretrained=True), 'use pretrained_file'),
+    (dict(model_name='resnet18d', pretrained=True), 'use weights=True'),
     (dict(model_name='resnet18d', no_such_keyword=1), "does not take these arguments"),
     (dict(model_name='resnet18d', frozen_stages=5), 'frozen_stages=5 is out of range'),
 ])

@@ -28,8 +28,10 @@ def main(argv=None) -> str:
     parser.add_argument('--list', action='store_true', help='print the known layouts')
     args = parser.parse_args(argv)
     from mmbackbones.checkpoint import CheckpointError
+    from mmbackbones.loader import network_record
     from mmbackbones.publish import write_release
-    from mmbackbones.weights import LAYOUTS, convert_weights
+    from mmbackbones import convert_weights
+    from mmbackbones.weights import LAYOUTS
     if args.list:
         for name, layout in sorted(LAYOUTS.items()):
             print(f'{name:34s} {layout.type}({layout.kwargs})\n{"":34s} top-1: {layout.top1}'
@@ -39,10 +41,11 @@ def main(argv=None) -> str:
         parser.error('give SRC and OUT (or --list)')
     try:
         converted = convert_weights(args.src, args.layout)
+        model = converted.build()  # every tensor, exactly
         path = write_release(
             {f'backbone.{k}': v for k, v in converted.state_dict.items()},
             dict(source=osp.basename(args.src), layout=converted.source,
-                 backbone=dict(type=converted.type, **converted.kwargs)), args.out)
+                 backbone=network_record(model, converted.kwargs)), args.out)
     except (FileNotFoundError, FileExistsError, CheckpointError) as err:
         sys.exit(f'convert_weights.py: error: {err}')
     print(f'{args.src}: {converted.source} layout, {len(converted.state_dict)} tensors'

@@ -47,16 +47,28 @@ class Trainer(DefaultTrainer):
         return COCOEvaluator(dataset_name, output_dir=output_folder)
 
 
+def has_checkpoint(output_dir: str) -> bool:
+    """Whether Detectron2's ``--resume`` would find a checkpoint in ``output_dir``
+    (its ``last_checkpoint`` file naming one that exists)."""
+    record = osp.join(output_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        return False
+    with open(record) as f:
+        name = f.read().strip()
+    return bool(name) and osp.isfile(osp.join(output_dir, name))
+
+
 def setup_yacs(args) -> CfgNode:
     """``get_cfg()`` + our node + the file + the command line's ``KEY VALUE`` pairs.
-    With ``--eval-only`` or ``--resume`` the weights come from ``MODEL.WEIGHTS`` or
-    the output folder, so the ImageNet file of ``MODEL.MMBACKBONES.PRETRAINED`` is
-    not needed and not read."""
+    With ``--eval-only``, or ``--resume`` when the output folder holds a
+    checkpoint, the weights come from ``MODEL.WEIGHTS`` or that checkpoint, so the
+    ImageNet file of ``MODEL.MMBACKBONES.PRETRAINED`` is not needed and not read;
+    the first start of a requeued job (``--resume``, nothing saved yet) keeps it."""
     cfg = get_cfg()
     add_mmbackbones_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    if args.eval_only or args.resume:
+    if args.eval_only or (args.resume and has_checkpoint(cfg.OUTPUT_DIR)):
         cfg.MODEL.MMBACKBONES.PRETRAINED = ''
     cfg.freeze()
     default_setup(cfg, args)

@@ -6,7 +6,10 @@ import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 
+from ..checkpoint import load_checkpoint
+from ..loader import Source, backbone_of, load_source, network_record
 from ..registry import HOOKS
 
 
@@ -91,3 +94,51 @@ class UnreadableImagesHook(Hook):
 
     def after_train_epoch(self, runner) -> None:
         self._check(runner)
+
+
+@HOOKS.register_module()
+class CheckpointNetworkHook(Hook):
+    """Every checkpoint of a run names its network, and every load of the run is
+    strict (:func:`mmbackbones.load_weights`):
+
+    * saving: ``meta.backbone`` records the backbone's type, config arguments and
+      ``arch_args()``, so loading it into another network is an error, and
+      ``tools/publish_model.py`` carries the record into the release;
+    * ``load_from`` (``tools/test.py``, ``tools/train.py --load-from``) and
+      ``resume``: a checkpoint whose keys or shapes do not fit the whole model,
+      or whose recorded network differs, stops the run instead of MMEngine's
+      ``strict=False`` warnings and a run on random weights.
+    """
+    priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        runner.load_checkpoint = partial(load_into_runner, runner)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        backbone = backbone_of(unwrap(runner.model))
+        if backbone is None:
+            return
+        config = runner.cfg.get('model', {}).get('backbone') if runner.cfg else None
+        meta = checkpoint.setdefault('meta', {})
+        meta['backbone'] = network_record(backbone, config.to_dict() if hasattr(
+            config, 'to_dict') else config)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+def load_into_runner(runner, filename: str, map_location='cpu', strict: bool = False,
+                     revise_keys=None) -> dict:
+    """``Runner.load_checkpoint`` through :func:`mmbackbones.load_weights`:
+    the whole model, strictly, whatever ``strict`` MMEngine passes."""
+    if map_location == 'default' or callable(map_location):
+        map_location = 'cpu'
+    checkpoint = load_checkpoint(filename, map_location)
+    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    path = os.path.expanduser(filename)
+    load_source(unwrap(runner.model), Source(filename, checkpoint,
+                                             path if os.path.isfile(path) else None),
+                logger=runner.logger)
+    runner._has_loaded = True
+    return checkpoint

@@ -33,8 +33,11 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
     * on CPU: data workers capped at the cores, and a run that cannot fit in
       memory stops now with what to change (:func:`check_cpu_memory`).
     * ``resume=True`` without ``load_from`` resumes from :func:`latest_checkpoint`.
+    * checkpoints record their network, and ``load_from``/``resume`` load
+      strictly (:class:`~.hooks.CheckpointNetworkHook`).
     """
     check_backbone_type(cfg)
+    add_hook(cfg, 'mmbackbones.CheckpointNetworkHook')
     check_channels(cfg)
     check_dataset_folders(cfg)
     select_data_pipeline(cfg)
@@ -63,6 +66,13 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
         if check_memory:
             check_cpu_memory(cfg, dtype)
     return cfg
+
+
+def add_hook(cfg: Config, hook_type: str) -> None:
+    """Append a hook to ``custom_hooks`` unless the config has it."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in (hook_type, hook_type.split('.')[-1]) for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type=hook_type)]
 
 
 CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')

@@ -13,6 +13,7 @@ from mmengine.model import BaseModule
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..loader import load_pretrained_cfg, split_pretrained
 from .layers import NORM_TYPES, ConvNormAct, check_act_cfg, check_norm_cfg
 
 NUM_LEVELS = 5
@@ -269,11 +270,14 @@ class BaseBackbone(BaseModule):
 
     def init_weights(self) -> None:
         """MMEngine initialisation, except that every ``Pretrained`` entry (in a
-        dict or a list ``init_cfg``) loads strictly, after the others as in
-        MMEngine: a checkpoint that leaves any tensor of the backbone unloaded is
-        an error. Like MMEngine, loading happens here, not at construction."""
-        from ..checkpoint import load_weights, split_pretrained
+        dict or a list ``init_cfg``, and :meth:`pretrained_source`) loads through
+        :func:`mmbackbones.load_weights`, strictly and after every other
+        initialiser, whatever their order. Like MMEngine, loading happens here,
+        not at construction."""
         pretrained, others = split_pretrained(self.init_cfg)
+        implicit = self.pretrained_source()
+        if implicit is not None:
+            pretrained.append(implicit)
         if not pretrained:
             super().init_weights()
             return
@@ -284,9 +288,13 @@ class BaseBackbone(BaseModule):
             finally:
                 self.init_cfg = init_cfg
         for cfg in pretrained:
-            load_weights(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                         map_location=cfg.get('map_location', 'cpu'))
+            load_pretrained_cfg(self, cfg)
         self._is_init = True
+
+    def pretrained_source(self) -> Optional[dict]:
+        """A ``Pretrained`` init_cfg the backbone's own arguments imply (Timm's
+        ``pretrained_file``/``weights``), loaded last by :meth:`init_weights`."""
+        return None
 
     def train(self, mode: bool = True) -> 'BaseBackbone':
         super().train(mode)

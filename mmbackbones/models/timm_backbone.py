@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 import torch
 from torch import nn
 
+from ..loader import load_pretrained_cfg
 from ..registry import register_backbone
 from .base import LEVEL_STRIDES, BaseBackbone, Level, check_input, keep_foreign_activations
 from .layers import replace_batchnorms
@@ -35,7 +36,7 @@ from .layers import replace_batchnorms
 #: keywords of ``timm.create_model`` that ``Timm`` sets itself, and what to use instead
 OWN_KEYWORDS = {
     'in_chans': 'in_channels', 'drop_path_rate': 'drop_path_rate',
-    'pretrained': 'pretrained_file (a local file; nothing is downloaded)',
+    'pretrained': "weights=True (timm's published file) or pretrained_file",
     'checkpoint_path': 'pretrained_file', 'features_only': 'nothing (always on)',
     'out_indices': 'out_indices (levels by stride)', 'feature_cls': 'nothing',
 }
@@ -65,6 +66,31 @@ def check_model_name(model_name: str) -> str:
     raise ValueError(f'unknown timm model {model_name!r}{hint} (timm.list_models() lists '
                      f'them all; Hub names such as hf-hub:... would download and are not '
                      f'supported)')
+
+
+def timm_weights_url(model_name: str, weights: Union[str, bool]) -> str:
+    """The address of timm's published weights for ``model_name``: ``weights``
+    is True or ``'timm'`` (timm's default tag for the model, or the tag in
+    ``model_name``) or a tag (``'ra_in1k'``). The file is timm's own
+    (``model.safetensors`` on the Hugging Face Hub, else its ``url``)."""
+    timm = import_timm()
+    base, _, tag = model_name.partition('.')
+    if isinstance(weights, str) and weights not in ('timm', 'true', 'True'):
+        tag = weights
+    name = f'{base}.{tag}' if tag else base
+    try:
+        cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=False)
+    except RuntimeError:
+        cfg = None
+    if cfg is None:
+        tags = [n for n in timm.list_pretrained(f'{base}.*')]
+        raise ValueError(f'timm publishes no weights named {name!r}; for {base}: '
+                         f'{tags or "none"}')
+    if cfg.hf_hub_id:
+        return f'https://huggingface.co/{cfg.hf_hub_id}/resolve/main/model.safetensors'
+    if cfg.url:
+        return cfg.url
+    raise ValueError(f'timm has no download address for {name!r} (hf_hub_id and url empty)')
 
 
 def levels_from_feature_info(feature_info: Sequence[dict], model_name: str) -> Dict[int, int]:
@@ -152,7 +178,12 @@ class Timm(BaseBackbone):
             follow (``'convnext_tiny.in12k_ft_in1k'``: its input size is used).
         pretrained_file: timm's weights for this model, a local ``.safetensors``
             or ``.pth`` file in timm's layout, loaded strictly when the model is
-            built (not on the meta device, where weights have nowhere to go).
+            built (not on the meta device, where weights have nowhere to go) and
+            again by ``init_weights()``, after every other initialiser.
+        weights: timm's published weights, downloaded once into the weights
+            cache and loaded like ``pretrained_file``: True or ``'timm'`` for
+            the tag in ``model_name`` (or timm's default), or a tag
+            (``'ra_in1k'``).
         model_kwargs: further keywords of ``timm.create_model`` (e.g.
             ``dict(ls_init_value=1e-6)``); unknown keywords of ``Timm`` go
             there too.
@@ -175,6 +206,7 @@ class Timm(BaseBackbone):
                  model_name: str,
                  *,
                  pretrained_file: Optional[str] = None,
+                 weights: Union[str, bool, None] = None,
                  model_kwargs: Optional[dict] = None,
                  out_indices: Union[int, Sequence[int]] = (1, 2, 3, 4),
                  frozen_stages: int = -1,
@@ -203,10 +235,23 @@ class Timm(BaseBackbone):
         # (some timm models do): that would re-initialise a loaded pretrained_file
         self.timm.is_init = True
         self._register_load_state_dict_pre_hook(self._rename_timm_keys)
+        if pretrained_file and weights:
+            raise ValueError(f'{self.describe()}: give pretrained_file= or weights=, not both')
         self.pretrained_file = pretrained_file
-        if pretrained_file and not any(p.is_meta for p in self.parameters()):
-            from ..checkpoint import load_weights
-            load_weights(self, pretrained_file)
+        self.weights = weights
+        # loaded now, as timm's pretrained=True does, and again by init_weights()
+        # after any other initialiser
+        source = self.pretrained_source()
+        if source and not any(p.is_meta for p in self.parameters()):
+            load_pretrained_cfg(self, source)
+
+    def pretrained_source(self) -> Optional[dict]:
+        if self.pretrained_file:
+            return dict(type='Pretrained', checkpoint=self.pretrained_file)
+        if self.weights:
+            return dict(type='Pretrained', checkpoint=timm_weights_url(self.model_name,
+                                                                       self.weights))
+        return None
 
     @classmethod
     def variants(cls) -> Dict[str, dict]:

@@ -1,17 +1,19 @@
 """Public ImageNet checkpoints of our networks, in their own key layouts.
 
-:func:`convert_weights` recognises a file's layout (or takes one by name),
-returns the backbone type and arguments that rebuild the source's network, and
-the weights in our keys. Each source is a table of rules in its own module.
+:func:`match_layout` recognises a state dict's layout (or takes one by name)
+and returns the backbone type and arguments that rebuild the source's network,
+with the weights in our keys. Each source is a table of rules in its own module;
+:mod:`.catalog` names the public files. Nothing here builds a network: the
+loader above (:mod:`mmbackbones.loader`) passes the shapes in.
 """
 import copy
-import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from ..checkpoint import CheckpointError, extract_state_dict, load_checkpoint
+from ..errors import CheckpointError
+from ..registry import MODELS
 from . import openmmlab, timm, vovnet_detectron2
 from .layout import Layout
 
@@ -27,8 +29,8 @@ BACKBONE_PREFIXES = ('backbone.bottom_up.body.', 'backbone.bottom_up.', 'img_bac
 
 @dataclass
 class ConvertedWeights:
-    """A foreign checkpoint in our terms: ``build_backbone(type, **kwargs)``
-    computes what the source's network did, with ``state_dict`` loaded."""
+    """A foreign checkpoint in our terms: ``type(**kwargs)`` computes what the
+    source's network did, with ``state_dict`` loaded."""
     source: str
     type: str
     kwargs: dict
@@ -36,10 +38,9 @@ class ConvertedWeights:
     set_aside: List[str] = field(default_factory=list)
     filled: List[str] = field(default_factory=list)
 
-    def build(self, **overrides):
+    def build(self, **overrides) -> torch.nn.Module:
         """The backbone with these weights (``overrides``: e.g. ``out_indices``)."""
-        from ..api import build_backbone
-        model = build_backbone(self.type, **{**self.kwargs, **overrides})
+        model = MODELS.get(self.type)(**{**self.kwargs, **overrides})
         model.load_state_dict(self.state_dict)
         return model
 
@@ -49,7 +50,12 @@ class ConvertedWeights:
         return f"backbone=dict(type='mmbackbones.{self.type}', {args})"
 
 
-def _select_backbone(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict, List[str]]:
+#: the tensor shapes of a layout's network, by layout (given by the caller, who
+#: can build networks: this package sits below the models)
+Shapes = Callable[[Layout], Dict[str, torch.Size]]
+
+
+def select_backbone(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict, List[str]]:
     for prefix in WRAPPER_PREFIXES:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
@@ -61,21 +67,14 @@ def _select_backbone(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict, List[st
     return state_dict, []
 
 
-def _expected(layout: Layout) -> Dict[str, torch.Size]:
-    from ..api import build_backbone
-    with torch.device('meta'):
-        model = build_backbone(layout.type, **layout.kwargs)
-    return {k: v.shape for k, v in model.state_dict().items()}
-
-
-def _try(layout: Layout, state_dict: Dict[str, torch.Tensor]):
+def _try(layout: Layout, state_dict: Dict[str, torch.Tensor], shapes: Shapes):
     """``(ConvertedWeights, None)`` when ``state_dict`` is exactly ``layout``'s
     network, else ``(None, what did not match)``."""
     mapping, head, unknown = layout.rename(state_dict)
     if unknown:
         return None, f'{len(unknown)} keys no rule of it knows {_preview(unknown)}'
     ours = {new: state_dict[old] for old, new in mapping.items()}
-    expected = _expected(layout)
+    expected = shapes(layout)
     filled = [k for k in expected if k not in ours and k.endswith('num_batches_tracked')]
     for key in filled:  # Detectron2's FrozenBN keeps no counter
         ours[key] = torch.tensor(0, dtype=torch.long)
@@ -92,27 +91,24 @@ def _try(layout: Layout, state_dict: Dict[str, torch.Tensor]):
                             set_aside=head, filled=filled), None
 
 
-def convert_weights(source: Union[str, 'os.PathLike[str]', dict],
-                    layout: Optional[str] = None) -> ConvertedWeights:
-    """Convert a public checkpoint (a path MMEngine resolves, or a loaded dict,
-    in any wrapper: ``state_dict``/``model``, ``module.``, ``backbone.``,
-    ``backbone.bottom_up.``, ``img_backbone.``) to our network and keys.
-
-    ``layout`` (a key of :data:`LAYOUTS`, e.g. ``'timm:darknet53'``) skips the
-    detection. Raises :class:`~mmbackbones.CheckpointError` naming the known
-    layouts and what did not match when no layout fits exactly.
-    """
-    name = '<state dict>' if isinstance(source, dict) else os.fspath(source)
-    raw = source if isinstance(source, dict) else load_checkpoint(os.fspath(source))
-    state_dict = {k: v for k, v in extract_state_dict(raw).items()
-                  if isinstance(v, torch.Tensor)}
-    state_dict, outside = _select_backbone(state_dict)
+def match_layout(state_dict: Dict[str, torch.Tensor], shapes: Shapes,
+                 layout: Optional[str] = None, name: str = '<state dict>',
+                 types: Optional[Tuple[str, ...]] = None) -> ConvertedWeights:
+    """The one layout ``state_dict`` (any wrapper: ``module.``, ``backbone.``,
+    ``backbone.bottom_up.``, ``img_backbone.``) is exactly in, converted to our
+    keys. ``layout`` (a key of :data:`LAYOUTS`) skips the detection; ``types``
+    limits it to layouts of these backbone classes. Raises
+    :class:`~mmbackbones.CheckpointError` naming the known layouts and what did
+    not match when no layout (or more than one) fits."""
+    state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    state_dict, outside = select_backbone(state_dict)
     if layout is not None and layout not in LAYOUTS:
         raise CheckpointError(f'unknown layout {layout!r}; known: {sorted(LAYOUTS)}')
-    candidates = [LAYOUTS[layout]] if layout else list(LAYOUTS.values())
+    candidates = ([LAYOUTS[layout]] if layout else
+                  [c for c in LAYOUTS.values() if types is None or c.type in types])
     found, reasons = [], {}
     for candidate in candidates:
-        converted, reason = _try(candidate, state_dict)
+        converted, reason = _try(candidate, state_dict, shapes)
         if converted is not None:
             found.append(converted)
         else:
@@ -135,4 +131,4 @@ def _preview(items: List[str], limit: int = 4) -> str:
     return '[' + ', '.join(items[:limit]) + (', ...' if len(items) > limit else '') + ']'
 
 
-__all__ = ['ConvertedWeights', 'LAYOUTS', 'convert_weights']
+__all__ = ['ConvertedWeights', 'LAYOUTS', 'Layout', 'match_layout', 'select_backbone']
