@@ -57,9 +57,10 @@ def expected_hash_prefix(filename: str) -> Optional[str]:
 
 def cache_name(url: str) -> str:
     """A file's name in the cache: the URL's last part, with the repository in
-    front for the Hugging Face Hub, where every timm file is ``model.safetensors``."""
+    front for Hugging Face Hub addresses (``<org>/<repo>/resolve/<revision>/<file>``),
+    where every timm file is ``model.safetensors``."""
     path = url.split('?', 1)[0]
-    hub = re.search(r'huggingface\.co/([^/]+)/([^/]+)/resolve/[^/]+/(.+)$', path)
+    hub = re.search(r'/([^/]+)/([^/]+)/resolve/[^/]+/(.+)$', path)
     if hub:
         return '--'.join(hub.groups()).replace('/', '--')
     return osp.basename(path)

@@ -10,6 +10,7 @@ come from torchvision's own weight tables, with its addresses and hashes.
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..download import cache_name
 from ..errors import CheckpointError
 
 SCHEME = 'mmbackbones://'
@@ -69,7 +70,7 @@ class WeightsEntry:
         return self.name.split('/', 1)[1]
 
     def cache_name(self) -> str:
-        return self.filename or self.url.rsplit('/', 1)[-1].split('?', 1)[0]
+        return self.filename or cache_name(self.url)
 
     def config(self) -> str:
         args = ', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())

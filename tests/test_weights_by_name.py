@@ -1,0 +1,275 @@
+"""Public weights by name, downloaded from a local HTTP server (127.0.0.1) that
+serves files this test writes in each public layout: first download, cache hit,
+truncated/corrupt files, 404, a stalled server, two processes at once, offline.
+Nothing here reaches beyond the machine."""
+import hashlib
+import io
+import multiprocessing
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmbackbones import CheckpointError, build_backbone, load_weights
+from mmbackbones.download import DownloadError, cache_dir, fetch
+from mmbackbones.registry import MODELS
+from mmbackbones.weights.catalog import WeightsEntry, catalog
+from public_layouts import vovnet_detectron2_state
+
+
+class Files(ThreadingHTTPServer):
+    """``/name`` -> bytes; ``mode[name]``: 'truncate' (half the body under the
+    full Content-Length), 'stall' (headers, then silence), 'slow' (1 s before
+    answering). ``requests`` counts GETs per name."""
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(('127.0.0.1', 0), Handler)
+        self.files, self.mode, self.requests = {}, {}, {}
+        self.release = threading.Event()
+
+    def url(self, name: str) -> str:
+        return f'http://127.0.0.1:{self.server_address[1]}/{name}'
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        name = self.path.lstrip('/')
+        server = self.server
+        server.requests[name] = server.requests.get(name, 0) + 1
+        if name not in server.files:
+            self.send_error(404)
+            return
+        body, mode = server.files[name], server.mode.get(name)
+        if mode == 'slow':
+            time.sleep(1.0)
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        if mode == 'stall':
+            server.release.wait(30)
+            return
+        self.wfile.write(body[:len(body) // 2] if mode == 'truncate' else body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    files = Files()
+    thread = threading.Thread(target=files.serve_forever, daemon=True)
+    thread.start()
+    yield files
+    files.release.set()
+    files.shutdown()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / 'weights'
+    monkeypatch.setenv('MMBACKBONES_WEIGHTS_DIR', str(folder))
+    for name in ('MMBACKBONES_OFFLINE', 'HF_HUB_OFFLINE'):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
+@pytest.fixture
+def entries():
+    """Adds catalog entries for the test; removes them after."""
+    added = []
+
+    def add(entry: WeightsEntry) -> WeightsEntry:
+        catalog()[entry.name] = entry
+        added.append(entry.name)
+        return entry
+    yield add
+    for name in added:
+        catalog().pop(name, None)
+
+
+def saved(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def random_state(model: torch.nn.Module) -> dict:
+    torch.manual_seed(0)
+    return {k: torch.randn_like(v) if v.is_floating_point() else v
+            for k, v in model.state_dict().items()}
+
+
+def vovnet19_d2(server, entries, name='V-19-eSE.pth'):
+    state = vovnet_detectron2_state(19)
+    server.files[name] = saved(state)
+    entry = entries(WeightsEntry('test-d2/V-19-eSE', server.url(name), 'VoVNet',
+                                 dict(depth=19, stem_stride=4), 'vovnet-detectron2:V-19-eSE',
+                                 'test', 224))
+    return entry, state
+
+
+def test_first_download_then_cache_hit(server, cache, entries):
+    entry, state = vovnet19_d2(server, entries)
+    model = build_backbone('VoVNet-19-S4', weights=entry.name)
+    assert torch.equal(model.stem[0].conv.weight, state['stem.stem_1/conv.weight'])
+    assert server.requests == {'V-19-eSE.pth': 1}
+    assert sorted(os.listdir(cache)) == ['V-19-eSE.pth', 'V-19-eSE.pth.lock']
+    again = build_backbone('VoVNet-19-S4', weights='mmbackbones://test-d2/V-19-eSE')
+    assert torch.equal(again.stage5[-1].ese.fc.bias, model.stage5[-1].ese.fc.bias)
+    assert server.requests == {'V-19-eSE.pth': 1}  # no second request
+
+
+def test_name_of_another_network_is_refused_before_downloading(server, cache, entries):
+    entry, _ = vovnet19_d2(server, entries)
+    with pytest.raises(CheckpointError, match=r'holds a VoVNet with stem_stride=4; this model '
+                                              r'has stem_stride=2'):
+        build_backbone('VoVNet-19', weights=entry.name)
+    with pytest.raises(CheckpointError, match=r"no public file of that name is for this VoVNet.*"
+                                              r"vovnet-detectron2/V-19-eSE"):
+        build_backbone('VoVNet-19', weights='vovnet-detectron2')
+    with pytest.raises(CheckpointError, match=r"no public weights named 'test-d2/nope'; known"):
+        load_weights(build_backbone('VoVNet-19-S4'), 'mmbackbones://test-d2/nope')
+
+
+def test_every_config_door_takes_the_name(server, cache, entries):
+    """MMEngine configs (our backbone's init_cfg, MMEngine's CheckpointLoader for
+    any other module) resolve the same name through the same cache."""
+    entry, state = vovnet19_d2(server, entries)
+    cfg = Config(dict(backbone=dict(type='mmbackbones.VoVNet', depth=19, stem_stride=4,
+                                    init_cfg=[dict(type='Kaiming', layer='Conv2d'),
+                                              dict(type='Pretrained',
+                                                   checkpoint='mmbackbones://' + entry.name)])))
+    model = MODELS.build(cfg.backbone)
+    model.init_weights()
+    assert torch.equal(model.stage2[1].layers[0].conv.weight,
+                       state['stage2.OSA2_1.layers.0.OSA2_1_0/conv.weight'])
+    raw = CheckpointLoader.load_checkpoint('mmbackbones://' + entry.name)
+    assert set(raw) == set(state)
+    assert server.requests == {'V-19-eSE.pth': 1}
+
+
+def test_timm_safetensors_and_torchvision_layouts(server, cache, entries):
+    timm = pytest.importorskip('timm')
+    from safetensors.torch import save as save_safetensors
+    theirs = timm.create_model('ese_vovnet39b', pretrained=False)
+    state = random_state(theirs)
+    server.files['timm/ese/resolve/main/model.safetensors'] = save_safetensors(state)
+    entry = entries(WeightsEntry('test-timm/ese_vovnet39b', server.url(
+        'timm/ese/resolve/main/model.safetensors'), 'VoVNet',
+        dict(depth=39, stem_stride=4, ese='last'), 'timm:ese_vovnet39b', 'test', 224))
+    model = build_backbone('VoVNet-39-S4-lastESE', weights=entry.name)
+    assert torch.equal(model.stem[0].conv.weight, state['stem.0.conv.weight'])
+
+    import torchvision
+    tv_state = random_state(torchvision.models.resnet18())
+    data = saved(tv_state)
+    name = f'resnet18-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    server.files[name] = data
+    entry = entries(WeightsEntry('test-tv/resnet18', server.url(name), 'ResNet',
+                                 dict(depth=18), None, 'test', 224))
+    report = load_weights(build_backbone('ResNet-18'), entry.name)
+    assert report.set_aside == ['fc.weight', 'fc.bias']
+    assert sorted(os.listdir(cache)) == sorted([name, name + '.lock', 'timm--ese--model.safetensors',
+                                                'timm--ese--model.safetensors.lock'])
+
+
+def test_truncated_corrupt_and_missing_files_leave_nothing(server, cache, entries):
+    entry, _ = vovnet19_d2(server, entries)
+    server.mode['V-19-eSE.pth'] = 'truncate'
+    with pytest.raises(DownloadError, match='truncated'):
+        build_backbone('VoVNet-19-S4', weights=entry.name)
+    assert [f for f in os.listdir(cache) if not f.endswith('.lock')] == []
+
+    data = bytearray(saved({'x': torch.zeros(3)}))
+    name = f'resnet18-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    data[-40] ^= 0xFF  # one flipped byte: the published hash no longer matches
+    server.files[name] = bytes(data)
+    with pytest.raises(DownloadError, match=r'is corrupt: its SHA-256 starts .*the published '
+                                            r'hash is'):
+        fetch(server.url(name))
+    assert not (cache / name).exists()
+
+    server.files['garbage.pth'] = os.urandom(4096)  # no hash to check: the read fails
+    with pytest.raises(CheckpointError, match=r'garbage.pth.*not a readable checkpoint.*the file was '
+                                              r'removed.*not a checkpoint'):
+        load_weights(build_backbone('VoVNet-19-S4'), server.url('garbage.pth'))
+    assert not (cache / 'garbage.pth').exists()
+
+    with pytest.raises(DownloadError, match='HTTP 404'):
+        fetch(server.url('missing.pth'))
+
+
+def test_a_stalled_server_times_out(server, cache, monkeypatch):
+    server.files['slow.pth'] = saved({'x': torch.zeros(3)})
+    server.mode['slow.pth'] = 'stall'
+    monkeypatch.setenv('MMBACKBONES_DOWNLOAD_TIMEOUT', '0.5')
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r'stalled: no data for 0.5 s'):
+        fetch(server.url('slow.pth'))
+    assert time.monotonic() - started < 10
+    assert [f for f in os.listdir(cache) if not f.endswith('.lock')] == []
+
+
+def _fetch_in_process(url, queue):
+    queue.put(fetch(url, progress=False))
+
+
+def test_two_processes_download_once(server, cache):
+    server.files['shared.pth'] = saved({'x': torch.arange(10.0)})
+    server.mode['shared.pth'] = 'slow'  # the second asks while the first downloads
+    context = multiprocessing.get_context('fork')
+    queue = context.Queue()
+    workers = [context.Process(target=_fetch_in_process, args=(server.url('shared.pth'), queue))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert {queue.get(timeout=5), queue.get(timeout=5)} == {str(cache / 'shared.pth')}
+    assert server.requests == {'shared.pth': 1}
+
+
+def test_offline_names_the_address_and_the_path_then_uses_a_file_put_there(server, cache,
+                                                                           entries, monkeypatch):
+    entry, state = vovnet19_d2(server, entries)
+    monkeypatch.setenv('MMBACKBONES_OFFLINE', '1')
+    target = cache / 'V-19-eSE.pth'
+    with pytest.raises(DownloadError, match=rf'cannot download {entry.url}: offline mode.*'
+                                            rf'Put the file at {target}'):
+        build_backbone('VoVNet-19-S4', weights=entry.name)
+    cache.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(server.files['V-19-eSE.pth'])
+    model = build_backbone('VoVNet-19-S4', weights=entry.name)
+    assert torch.equal(model.stem[0].conv.weight, state['stem.stem_1/conv.weight'])
+    assert server.requests == {}
+    monkeypatch.delenv('MMBACKBONES_OFFLINE')
+    import socket
+    with socket.socket() as free:  # a port nobody listens on: the connection is refused
+        free.bind(('127.0.0.1', 0))
+        port = free.getsockname()[1]
+    with pytest.raises(DownloadError, match=r'cannot download .*no connection.*Put the file'):
+        fetch(f'http://127.0.0.1:{port}/other.pth')
+
+
+def test_the_catalog_lists_real_public_addresses():
+    names = catalog()
+    for depth, key in ((19, 'rptgw6stppbiw1u'), (39, 'q98pypf96rhtd8y'),
+                       (57, '8xl0cb3jj51f45a'), (99, '1mlv31coewx8trd')):
+        entry = names[f'vovnet-detectron2/V-{depth}-eSE']
+        assert entry.url == (f'https://dl.dropbox.com/s/{key}/'
+                             f'vovnet{depth}_ese_detectron2.pth')
+        assert entry.normalization['order'] == 'BGR'
+    tv = names['torchvision/ResNet50_Weights.IMAGENET1K_V1']
+    assert tv.url == 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
+    assert tv.top1.startswith('76.13') and tv.resolution == 224
+    assert names['timm/ese_vovnet39b.ra_in1k'].url == (
+        'https://huggingface.co/timm/ese_vovnet39b.ra_in1k/resolve/main/model.safetensors')
+    assert cache_dir().endswith(os.path.join('hub', 'checkpoints')) or \
+        os.environ.get('MMBACKBONES_WEIGHTS_DIR')
