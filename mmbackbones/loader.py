@@ -190,8 +190,8 @@ def caffe_origin(source: Source) -> Optional[str]:
     """Why ``source`` is a caffe-style ResNet, or None: its name says so
     (``open-mmlab://...caffe``, ``*_caffe*``, ``*_msra*``), or it is one of the
     published caffe files (by the hash in its name or of its content)."""
-    name = osp.basename(source.name).lower()
-    if 'caffe' in source.name.lower() or '_msra' in name:
+    name = osp.basename(source.name).lower()  # the file's name, not its folders
+    if 'caffe' in name or '_msra' in name:
         return f'its name {source.name!r} says caffe-style'
     for digest in filter(None, (expected_hash_prefix(name),
                                 _file_hash(source.path) if source.path else None)):

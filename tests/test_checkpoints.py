@@ -168,3 +168,43 @@ def test_bad_config_inputs_fail_early(digits_root, tmp_path):
     with pytest.raises(ValueError, match="unknown backbone type 'VovNet'.*did you mean "
                                         "'mmbackbones.VoVNet'"):
         train_tool.main([typo, '--work-dir', str(tmp_path / 'w')])
+
+
+def test_checkpoints_record_their_network_and_releases_keep_it(trained, tmp_path):
+    """A training checkpoint names its network (meta.backbone); the release keeps
+    it; a load into a network that computes otherwise, with the same keys
+    (VoVNet V2 without its residuals), is an error naming the argument."""
+    _, _, ckpt = trained
+    record = safe_load(ckpt)['meta']['backbone']
+    assert record['type'] == 'VoVNet' and record['arch']['slim'] is True
+    release = publish_checkpoint(ckpt, str(tmp_path / 'release.pth'))
+    assert safe_load(release)['meta']['backbone'] == record
+    load_weights(build_backbone('VoVNet-19-slim'), release, prefix='backbone.')
+    same_keys = build_backbone('VoVNet-19-slim', residual=False)
+    assert set(same_keys.state_dict()) == set(build_backbone('VoVNet-19-slim').state_dict())
+    with pytest.raises(CheckpointError, match=r'holds a VoVNet with residual=True; this model '
+                                              r'has residual=False.*Set residual=True'):
+        load_weights(same_keys, release, prefix='backbone.')
+
+
+def another_architecture(trained, tmp_path) -> str:
+    """A Runner checkpoint of the same classifier with Darknet-19 as backbone."""
+    state = safe_load(trained[2])['state_dict']
+    other = {f'backbone.{k}': v for k, v in build_backbone('Darknet-19').state_dict().items()}
+    other.update({k: v for k, v in state.items() if not k.startswith('backbone.')})
+    path = tmp_path / 'darknet.pth'
+    torch.save({'state_dict': other, 'meta': {'epoch': 1}}, path)
+    return str(path)
+
+
+def test_test_and_load_from_refuse_another_architecture(trained, tmp_path):
+    """MMEngine's load_from is strict=False: size-mismatch warnings, then top-1
+    0.0 % (or a whole training run) and exit 0. Here: an error, before any work."""
+    config, _, _ = trained
+    wrong = another_architecture(trained, tmp_path)
+    with pytest.raises(CheckpointError, match=r'does not fit ImageClassifier.*backbone\.stem'):
+        test_tool.main([config, wrong, '--work-dir', str(tmp_path / 'test')])
+    with pytest.raises(CheckpointError, match=r'does not fit ImageClassifier'):
+        train_tool.main([config, '--work-dir', str(tmp_path / 'train'), '--load-from', wrong])
+    assert not any(name.endswith('.pth') for _, _, files in os.walk(tmp_path / 'train')
+                   for name in files)

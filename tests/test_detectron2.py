@@ -331,3 +331,15 @@ def test_public_vovnet_detectron2_file_loads_both_ways(d2, tmp_path):
     DetectionCheckpointer(fresh).load(str(converted))
     assert torch.equal(fresh.backbone.bottom_up.body.stage3[1].concat_conv.conv.weight,
                        state['stage3.OSA3_1.concat.OSA3_1_concat/conv.weight'])
+
+
+def test_resume_keeps_the_imagenet_file_until_a_checkpoint_exists(tmp_path):
+    """A requeued job's first start (--resume, nothing saved yet) must not train
+    from a random backbone: PRETRAINED is dropped only when --resume will find a
+    checkpoint (Detectron2's last_checkpoint naming a file that exists)."""
+    from mmbackbones.adapters.naming import has_checkpoint
+    assert not has_checkpoint(str(tmp_path))
+    (tmp_path / 'last_checkpoint').write_text('model_0000999.pth')
+    assert not has_checkpoint(str(tmp_path))  # named, but not there
+    (tmp_path / 'model_0000999.pth').write_bytes(b'')
+    assert has_checkpoint(str(tmp_path))

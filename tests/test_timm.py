@@ -16,6 +16,7 @@ from mmbackbones import CheckpointError, Timm, build_backbone, deploy, list_back
 from mmbackbones.models import LEVEL_STRIDES  # noqa: E402
 from mmbackbones.models.layers import NORM_TYPES, FrozenBatchNormAct2d  # noqa: E402
 from detection_utils import build_detector, first_batch, on_demo_data  # noqa: E402
+from training_utils import random_bn_statistics  # noqa: E402
 from detectron2_utils import d2_cfg, needs_d2, train_a_step  # noqa: E402
 from training_utils import (ROOT, assert_checkpointing_keeps_gradients,  # noqa: E402
                             random_bn_statistics)
@@ -352,3 +353,18 @@ def test_get_flops_and_benchmark_take_any_timm_model(capsys):
                                 '--warmup', '1', '--mode', 'infer'])
     assert [model for _, model, *_ in rows] == ['ours (eager)', 'reference (eager)']
     assert float(rows[0][-1]) > 0
+
+
+def test_pretrained_file_is_applied_after_every_other_initialiser(tmp_path):
+    """The ImageNet recipe's Kaiming/Constant init_cfg ran on top of a
+    pretrained_file loaded in __init__; now the file is loaded last."""
+    import timm
+    source = random_bn_statistics(timm.create_model('regnety_002', pretrained=False))
+    path = tmp_path / 'regnety.pth'
+    torch.save(source.state_dict(), path)
+    reference = Timm('regnety_002', pretrained_file=str(path)).eval()
+    model = Timm('regnety_002', pretrained_file=str(path), init_cfg=[
+        dict(type='Kaiming', layer='Conv2d'), dict(type='Constant', val=1, layer='BatchNorm2d')])
+    model.init_weights()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key

@@ -138,3 +138,26 @@ def test_replaced_norms_keep_torchvision_eps_and_momentum(name, norm):
 def test_explicit_norm_cfg_eps_wins():
     port = build_backbone('MobileNetV3-small', norm_cfg=dict(type='BN', eps=1e-5))
     assert {m.eps for m in port.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
+
+
+def test_caffe_style_resnet_files_are_refused(tmp_path, monkeypatch):
+    """Caffe-style ResNets (OpenMMLab's detectron/detectron2 files) have
+    torchvision's keys and shapes but the stride on the 1x1 conv: decided from
+    what the source names, never loaded as torchvision's network."""
+    data = tvm.resnet50(weights=None).state_dict()
+    caffe = tmp_path / 'resnet50_msra-5891d200.pth'  # open-mmlab://detectron2/resnet50_caffe
+    torch.save(data, caffe)
+    with pytest.raises(CheckpointError, match=r"caffe-style ResNet.*stride sits on the first 1x1 "
+                                              r"conv.*style='caffe'.*layout='pytorch'"):
+        load_weights(build_backbone('ResNet-50'), str(caffe))
+    with pytest.raises(CheckpointError, match=r"caffe-style ResNet \(layout='caffe' was given"):
+        load_weights(build_backbone('ResNet-50'), data, layout='caffe')
+    load_weights(build_backbone('ResNet-50'), str(caffe), layout='pytorch')  # the user says so
+    plain = tmp_path / 'resnet50-0676ba61.pth'  # torchvision's name: pytorch-style
+    torch.save(data, plain)
+    load_weights(build_backbone('ResNet-50'), str(plain))
+    # through MMEngine's name, from the cache (nothing is downloaded)
+    monkeypatch.setenv('MMBACKBONES_WEIGHTS_DIR', str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"open-mmlab://detectron2/resnet50_caffe is a "
+                                              r"caffe-style ResNet"):
+        load_weights(build_backbone('ResNet-50'), 'open-mmlab://detectron2/resnet50_caffe')

@@ -19,6 +19,7 @@ from detectron2.evaluation import COCOEvaluator, inference_on_dataset, print_csv
 from detectron2.utils import comm
 
 from .detectron2 import add_mmbackbones_config
+from .naming import has_checkpoint
 
 DEMO_ROOT = 'data/digits_det'
 DEMO_SPLITS = {'digits_det_train': 'train', 'digits_det_val': 'val'}
@@ -45,17 +46,6 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder=None):
         output_folder = output_folder or osp.join(cfg.OUTPUT_DIR, 'inference')
         return COCOEvaluator(dataset_name, output_dir=output_folder)
-
-
-def has_checkpoint(output_dir: str) -> bool:
-    """Whether Detectron2's ``--resume`` would find a checkpoint in ``output_dir``
-    (its ``last_checkpoint`` file naming one that exists)."""
-    record = osp.join(output_dir, 'last_checkpoint')
-    if not osp.isfile(record):
-        return False
-    with open(record) as f:
-        name = f.read().strip()
-    return bool(name) and osp.isfile(osp.join(output_dir, name))
 
 
 def setup_yacs(args) -> CfgNode:

@@ -6,6 +6,7 @@ Detectron2 names ResNet features by stage: ``res2`` (stride 4) .. ``res5``
 ``res{i+1}``; level 0 (stride 2) is ``res1``. The ``c`` style (``c1``..``c5``)
 follows the FPN paper.
 """
+import os.path as osp
 from typing import Dict, List, Sequence, Tuple
 
 from ..models.base import LEVEL_STRIDES, NUM_LEVELS
@@ -68,3 +69,14 @@ def deepest_feature(names: Sequence[str]) -> str:
 def size_divisibility(names: List[str]) -> int:
     """Inputs must be padded to the deepest stride used."""
     return max(LEVEL_STRIDES[level] for level in feature_levels(names))
+
+
+def has_checkpoint(output_dir: str) -> bool:
+    """Whether Detectron2's ``--resume`` would find a checkpoint in ``output_dir``
+    (its ``last_checkpoint`` file naming one that exists)."""
+    record = osp.join(output_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        return False
+    with open(record) as f:
+        name = f.read().strip()
+    return bool(name) and osp.isfile(osp.join(output_dir, name))
