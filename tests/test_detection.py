@@ -10,6 +10,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mmbackbones
+from mmbackbones.loader import check_network, network
+from mmbackbones.weights.catalog import lookup
 from mmbackbones import CheckpointError
 from mmbackbones.publish import publish_checkpoint
 from detection_utils import build_detector, first_batch, on_demo_data
@@ -31,17 +33,24 @@ def test_config_builds_trains_a_step_and_infers(path, det_root):
     raw = Config.fromfile(path)
     backbone_cfg = raw.model.backbone
     assert (backbone_cfg.frozen_stages, backbone_cfg.norm_eval) == (1, True)
-    if backbone_cfg.get('pretrained_file'):  # timm's own file, loaded when built
-        assert backbone_cfg.pretrained_file.startswith('checkpoints/')
-        assert not backbone_cfg.get('init_cfg')
-    else:
-        assert backbone_cfg.init_cfg.type == 'Pretrained'
-        assert backbone_cfg.init_cfg.prefix == 'backbone.'
+    checkpoint = backbone_cfg.init_cfg.checkpoint if backbone_cfg.get('init_cfg') else None
+    if backbone_cfg.type == 'mmbackbones.Timm':  # timm's published file for the tag
+        assert backbone_cfg.weights is True and '.' in backbone_cfg.model_name
+        assert checkpoint is None
+    elif checkpoint.startswith('mmbackbones://'):  # a public file by name
+        assert 'public' in osp.basename(path)
+    else:  # our own release of the ImageNet recipe
+        assert checkpoint.startswith('checkpoints/') and backbone_cfg.init_cfg.prefix == 'backbone.'
     assert 'mmbackbones' in raw.custom_imports.imports
     cfg = on_demo_data(raw, det_root)
+    cfg.model.backbone.pop('weights', None)  # nothing is downloaded here (test_weights_by_name)
     model = build_detector(cfg)
     backbone = model.backbone
     assert isinstance(backbone, mmbackbones.BaseBackbone)
+    if checkpoint and checkpoint.startswith('mmbackbones://'):
+        entry = lookup(checkpoint)  # the config's network is the one the file holds
+        check_network(backbone, entry.type, network(entry.type, entry.kwargs).arch_args(),
+                      what=checkpoint)
     expected = list(backbone.out_channels)
     if raw.model.neck.type == 'YOLOV3Neck':
         expected = expected[::-1]  # YOLOV3Neck lists channels deepest first

@@ -196,8 +196,13 @@ def test_yacs_configs_build(d2, path):
     cfg = get_cfg()
     d2.add_mmbackbones_config(cfg)
     cfg.merge_from_file(path)
-    assert cfg.MODEL.BACKBONE.FREEZE_AT == 2 and cfg.INPUT.FORMAT == 'RGB'
-    cfg.MODEL.MMBACKBONES.PRETRAINED = ''  # ImageNet releases are not in the test tree
+    public = cfg.MODEL.MMBACKBONES.PRETRAINED.startswith('mmbackbones://')
+    # public files take the input they were trained on (vovnet-detectron2's: BGR)
+    assert cfg.MODEL.BACKBONE.FREEZE_AT == 2 and cfg.INPUT.FORMAT in ('RGB', 'BGR')
+    assert public == ('public' in os.path.basename(path))
+    named = cfg.MODEL.MMBACKBONES.PRETRAINED
+    cfg.MODEL.MMBACKBONES.PRETRAINED = ''  # releases are not in the test tree; no download
+    cfg.MODEL.MMBACKBONES.ARGS.pop('weights', None)
     cfg.MODEL.DEVICE = 'cpu'
     model = build_model(cfg)
     body = model.backbone.bottom_up.body
@@ -207,6 +212,11 @@ def test_yacs_configs_build(d2, path):
     else:
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
     assert model.backbone.size_divisibility == 32
+    if public:  # the config's network is the one the named file holds
+        from mmbackbones.loader import check_network, network
+        from mmbackbones.weights.catalog import lookup
+        entry = lookup(named)
+        check_network(body, entry.type, network(entry.type, entry.kwargs).arch_args(), named)
 
 
 @needs_d2
@@ -216,10 +226,14 @@ def test_lazy_configs_build(d2, path):
     cfg = LazyConfig.load(path)
     assert {'model', 'dataloader', 'optimizer', 'lr_multiplier', 'train'} <= set(cfg)
     body_cfg = cfg.model.backbone.bottom_up.body
-    assert body_cfg.pop('init_cfg').checkpoint.startswith('checkpoints/')
+    init_cfg = body_cfg.pop('init_cfg', None)
+    if init_cfg is None:  # timm's published file by tag
+        assert body_cfg.pop('weights') is True
+    else:
+        assert init_cfg.checkpoint.startswith(('checkpoints/', 'mmbackbones://'))
     model = instantiate(cfg.model)
     body = model.backbone.bottom_up.body
-    assert body.frozen_stages == 1 and model.input_format == 'RGB'
+    assert body.frozen_stages == 1 and model.input_format in ('RGB', 'BGR')
 
 
 @needs_d2

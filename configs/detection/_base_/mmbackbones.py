@@ -37,32 +37,32 @@ darknet_channels = [128, 256, 512, 1024]
 darknet53_yolo = dict(darknet53, out_indices=(2, 3, 4))
 yolov3_neck_channels = darknet_channels[:0:-1]
 
-# Public ImageNet weights (docs/weights.md): the original files load as they
-# are, converted on the fly (mmbackbones.weights), into the network they were trained as.
-def _public(source):
-    return dict(type='Pretrained', checkpoint=source, prefix='backbone.')
+# Public ImageNet weights by name (docs/weights.md; tools/convert_weights.py --list):
+# downloaded once into the weights cache, converted on the fly into the network they
+# were trained as, strictly (a name for another network is an error).
+def _public(name):
+    return dict(type='Pretrained', checkpoint=f'mmbackbones://{name}')
 
 
 # vovnet-detectron2's V-*-eSE files: stem stride 4, eSE in every OSA module; its
 # detectors feed them Detectron2's default input (BGR, mean subtracted, std 1)
 detectron2_preprocessor = dict(mean=[103.53, 116.28, 123.675], std=[1.0, 1.0, 1.0],
                                bgr_to_rgb=False)
-vovnet39_public = dict(vovnet39, stem_stride=4, init_cfg=_public('checkpoints/public/V-39-eSE.pth'))
-vovnet57_public = dict(vovnet57, stem_stride=4, init_cfg=_public('checkpoints/public/V-57-eSE.pth'))
-vovnet99_public = dict(vovnet99, stem_stride=4, init_cfg=_public('checkpoints/public/V-99-eSE.pth'))
-# MMDetection's own Darknet-53 (LeakyReLU 0.1), resolved and cached by MMEngine; its
-# YOLOv3 config's own input normalization (RGB / 255) stays
+vovnet39_public = dict(vovnet39, stem_stride=4, init_cfg=_public('vovnet-detectron2/V-39-eSE'))
+vovnet57_public = dict(vovnet57, stem_stride=4, init_cfg=_public('vovnet-detectron2/V-57-eSE'))
+vovnet99_public = dict(vovnet99, stem_stride=4, init_cfg=_public('vovnet-detectron2/V-99-eSE'))
+# MMDetection's own Darknet-53 (LeakyReLU 0.1, open-mmlab://darknet53); its YOLOv3
+# config's own input normalization (RGB / 255) stays
 darknet53_yolo_public = dict(darknet53_yolo, act_cfg=dict(type='LeakyReLU', negative_slope=0.1),
-                             init_cfg=_public('open-mmlab://darknet53'))
+                             init_cfg=_public('mmdet/darknet53'))
 
-# Any timm model (mmbackbones.Timm, docs/timm.md) with timm's own ImageNet
-# weights, read from a local file when the backbone is built (nothing is downloaded), e.g.
-#   hf download timm/convnext_tiny.in12k_ft_in1k model.safetensors \
-#       --local-dir checkpoints/timm/convnext_tiny.in12k_ft_in1k
-# timm's models take RGB input with ImageNet statistics (imagenet_preprocessor).
+# Any timm model (mmbackbones.Timm, docs/timm.md) with timm's own published ImageNet
+# weights (weights=True: timm's file for the tag in model_name, downloaded once into
+# the weights cache). timm's models take RGB input with ImageNet statistics
+# (imagenet_preprocessor).
 def _timm(model_name, tag):
-    return dict(detection_defaults, type='mmbackbones.Timm', model_name=model_name,
-                pretrained_file=f'checkpoints/timm/{model_name}.{tag}/model.safetensors')
+    return dict(detection_defaults, type='mmbackbones.Timm', model_name=f'{model_name}.{tag}',
+                weights=True)
 
 
 # ConvNeXt has no stride-2 feature (no level 0): frozen_stages=1 freezes its stem and
