@@ -405,6 +405,21 @@ def recorded_kwargs(record: dict) -> Tuple[str, dict]:
             {k: v for k, v in record.items() if k not in ('type', 'arch')})
 
 
+#: backbone arguments that load weights when the backbone is built (Timm's)
+WEIGHT_ARGS = ('pretrained_file', 'weights')
+
+
+def without_weights(backbone_cfg: dict) -> dict:
+    """A backbone config that builds the same network without reading any
+    weights: sizing and timing (``tools/get_flops.py``, ``tools/benchmark.py``)
+    need none, and must not need the file or the network."""
+    cfg = {k: v for k, v in backbone_cfg.items() if k not in WEIGHT_ARGS}
+    if cfg.get('init_cfg'):
+        _, others = split_pretrained(cfg['init_cfg'])
+        cfg['init_cfg'] = others or None
+    return cfg
+
+
 def load_pretrained_cfg(model: nn.Module, cfg: dict) -> LoadReport:
     """One ``dict(type='Pretrained', checkpoint=..., prefix=..., layout=...)``."""
     if not cfg.get('checkpoint'):

@@ -2,6 +2,7 @@
 pretrained weights strictly, keep frozen stages frozen."""
 import copy
 import glob
+import sys
 import os.path as osp
 
 import pytest
@@ -170,3 +171,19 @@ def test_deploy_folds_a_whole_yolov3(det_root):
         expected = torch.cat([t.flatten() for t in model._forward(inputs)[0]])
         got = torch.cat([t.flatten() for t in deployed._forward(inputs)[0]])
     assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+def test_sizing_and_timing_never_need_weights(monkeypatch):
+    """The timm detection configs name timm's published weights (weights=True):
+    get_flops and benchmark build them without reading or downloading anything."""
+    import argparse
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    import benchmark as benchmark_tool
+    import get_flops as get_flops_tool
+    monkeypatch.setenv('MMBACKBONES_OFFLINE', '1')  # any download attempt is an error
+    path = osp.join(ROOT, 'configs', 'detection', 'retinanet_convnext-tiny_fpn_1x_coco.py')
+    assert Config.fromfile(path).model.backbone.weights is True
+    sizes = get_flops_tool.measure_config(path, (64, 64), {})
+    assert 35e6 < sizes.params < 45e6
+    backbone = benchmark_tool.build_ours(argparse.Namespace(target=path, args=[]))[0]
+    assert type(backbone).__name__ == 'Timm' and backbone.weights is None

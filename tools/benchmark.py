@@ -73,7 +73,8 @@ def build_ours(args):
         import mmbackbones  # noqa: F401
         cfg = Config.fromfile(args.target)
         init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-        return MODELS.build(cfg.model.backbone), None, {}
+        from mmbackbones.loader import without_weights
+        return MODELS.build(without_weights(cfg.model.backbone)), None, {}  # timing needs none
     kwargs = parse_kwargs(args.args)
     name, base = list_variants().get(args.target, (args.target, {}))
     kwargs = {**base, **kwargs}

@@ -5,7 +5,8 @@ config that loads it:
 
     python tools/convert_weights.py darknet53.pth checkpoints/darknet53_timm.pth
     python tools/convert_weights.py V-39-eSE.pth checkpoints/vovnet39_d2.pth
-    python tools/convert_weights.py --list       # the layouts it knows
+    python tools/convert_weights.py --list       # public files by name, and layouts
+    python tools/convert_weights.py vovnet-detectron2/V-39-eSE checkpoints/v39.pth  # by name
 
 The layout is detected from the keys (``--layout timm:darknet53`` forces one).
 The release holds the weights under ``backbone.`` (as a classifier checkpoint
@@ -19,23 +20,39 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 
+def print_list(layouts, entries) -> None:
+    """The public files by name (what ``weights=``, ``mmbackbones://<name>`` and
+    ``MODEL.MMBACKBONES.PRETRAINED`` take), then the key layouts read from files."""
+    print('Public weights by name (weights=NAME, checkpoint=\'mmbackbones://NAME\'):')
+    for name, entry in sorted(entries.items()):
+        norm = entry.normalization
+        print(f'  {name}\n      network: {entry.config()}\n'
+              f'      top-1: {entry.top1} at {entry.resolution} px; input: {norm["order"]} '
+              f'{norm["scale"]}, mean {list(norm["mean"])}, std {list(norm["std"])}\n'
+              f'      {entry.url}')
+    print('\nKey layouts recognised in files (--layout NAME):')
+    for name, layout in sorted(layouts.items()):
+        print(f'  {name:34s} {layout.type}({layout.kwargs})'
+              + (f'; {layout.note}' if layout.note else ''))
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', nargs='?', help='the public checkpoint (path or URL)')
     parser.add_argument('out', nargs='?', help='release name, e.g. checkpoints/x.pth')
     parser.add_argument('--layout', help='skip detection: one of --list')
-    parser.add_argument('--list', action='store_true', help='print the known layouts')
+    parser.add_argument('--list', action='store_true',
+                        help='print the public files by name and the known layouts')
     args = parser.parse_args(argv)
     from mmbackbones.checkpoint import CheckpointError
     from mmbackbones.loader import network_record
     from mmbackbones.publish import write_release
     from mmbackbones import convert_weights
     from mmbackbones.weights import LAYOUTS
+    from mmbackbones.weights.catalog import catalog
     if args.list:
-        for name, layout in sorted(LAYOUTS.items()):
-            print(f'{name:34s} {layout.type}({layout.kwargs})\n{"":34s} top-1: {layout.top1}'
-                  + (f'; {layout.note}' if layout.note else ''))
+        print_list(LAYOUTS, catalog())
         return ''
     if not args.src or not args.out:
         parser.error('give SRC and OUT (or --list)')

@@ -55,6 +55,8 @@ def measure_config(path: str, shape, cfg_options):
     cfg = Config.fromfile(path)
     cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    from mmbackbones.loader import without_weights
+    cfg.model.backbone = without_weights(cfg.model.backbone)  # sizes need no weights
     model = MODELS.build(cfg.model)
     return measure(model, shape, call=tensor_mode_forward)
 
