@@ -1,9 +1,14 @@
 import os
 
-import pytest
-import torch
+# No test reaches beyond this machine: a download from the internet (a config naming
+# public weights, timm's Hub) fails at once, here and in the tools' subprocesses.
+# tests/test_weights_by_name.py unsets it and downloads from a server on 127.0.0.1.
+os.environ['MMBACKBONES_OFFLINE'] = os.environ['HF_HUB_OFFLINE'] = '1'
 
-from mmbackbones import list_variants
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mmbackbones import list_variants  # noqa: E402
 
 VARIANTS = list_variants()
 

@@ -301,6 +301,7 @@ def test_mmdetection_retinanet_trains_a_step(det_root):
                                    'retinanet_convnext-tiny_fpn_1x_coco.py'))
     cfg = on_demo_data(cfg, det_root)
     cfg.model.backbone.model_name = 'convnext_atto'
+    cfg.model.backbone.weights = None  # nothing is downloaded in tests
     cfg.model.neck.in_channels = [40, 80, 160, 320]
     model = build_detector(cfg)
     optim = build_optim_wrapper(model, cfg.optim_wrapper)

@@ -92,6 +92,10 @@ def check_input(x: torch.Tensor, in_channels: int, name: str) -> torch.Tensor:
     return x
 
 
+DROP_PATH_FAMILIES = ('Darknet, CSPDarknet, VoVNet V2 (residual=True, depth >= 39), '
+                      'EfficientNet, Timm')
+
+
 class BaseBackbone(BaseModule):
     """Five-level backbone with the contract of DESIGN.md.
 
@@ -140,8 +144,8 @@ class BaseBackbone(BaseModule):
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         if drop_path_rate > 0 and not self.supports_drop_path:
-            raise ValueError(f'{name} with these arguments has no residual blocks, '
-                             f'so drop_path_rate={drop_path_rate} cannot apply')
+            raise ValueError(f'drop_path_rate={drop_path_rate}: {self.no_drop_path_reason()}; '
+                             f'use 0 (backbones with stochastic depth: {DROP_PATH_FAMILIES})')
         self.norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
         self.act_cfg = None if act_cfg is None else dict(act_cfg)
         check_norm_cfg(self.norm_cfg)
@@ -171,6 +175,10 @@ class BaseBackbone(BaseModule):
         self._freeze_stages()
 
     # -- what a family provides ------------------------------------------------
+    def no_drop_path_reason(self) -> str:
+        """Why ``drop_path_rate`` cannot apply (when ``supports_drop_path`` is False)."""
+        return f'{type(self).__name__} does not implement stochastic depth'
+
     def build_levels(self) -> List[Level]:
         """Build the five levels, shallowest first."""
         raise NotImplementedError

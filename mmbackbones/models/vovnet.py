@@ -107,6 +107,12 @@ class VoVNet(BaseBackbone):
         # only modules after a stage's first have in == out channels
         return self.residual and any(n > 1 for n in self.arch.modules_per_stage)
 
+    def no_drop_path_reason(self) -> str:
+        if not self.residual:
+            return 'VoVNet with residual=False (V1) has no residual connections to drop'
+        return (f'VoVNet-{self.depth} has one OSA module per stage, and a stage\'s first '
+                f'module has no residual connection')
+
     @classmethod
     def variants(cls) -> Dict[str, dict]:
         table = {'VoVNet-19-slim': dict(depth=19, slim=True)}
