@@ -188,7 +188,7 @@ def test_public_detection_configs_load_the_original_files(tmp_path, monkeypatch)
     backbone = MODELS.build(cfg.model.backbone)
     backbone.init_weights()
     assert torch.equal(backbone.stage5[1].ese.fc.weight, state['stage5.OSA5_1.ese.fc.weight'])
-    # open-mmlab://darknet53 through MMEngine's cache, in MMDetection's layout
+    # mmdet/darknet53 (open-mmlab://darknet53) from the weights cache, in MMDetection's layout
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
     cache.mkdir(parents=True)
@@ -196,7 +196,7 @@ def test_public_detection_configs_load_the_original_files(tmp_path, monkeypatch)
     torch.save({'state_dict': source.state_dict()},
                cache / get_external_models()['darknet53'].rsplit('/', 1)[-1])
     cfg = Config.fromfile(os.path.join(det, 'yolov3_darknet53-public_ms-608-273e_coco.py'))
-    assert cfg.model.backbone.init_cfg.checkpoint == 'open-mmlab://darknet53'
+    assert cfg.model.backbone.init_cfg.checkpoint == 'mmbackbones://mmdet/darknet53'
     backbone = MODELS.build(cfg.model.backbone)
     backbone.init_weights()
     assert torch.equal(backbone.stage5[0].conv.weight, source.conv_res_block5.conv.conv.weight)
@@ -235,3 +235,41 @@ def test_detectron2_converter_takes_public_files_and_refuses_broken_ones(tmp_pat
     with pytest.raises(CheckpointError, match='neither an mmbackbones checkpoint.*1 tensors '
                                               'missing'):
         convert(str(broken), str(tmp_path / 'd2b.pth'))
+
+
+OTHER_DEPTH = {'ResNet': {18: 34, 34: 18, 50: 101, 101: 50, 152: 50}, 'Darknet': {53: 19},
+               'VoVNet': {19: 39, 39: 57, 57: 39, 99: 57}}
+
+
+def _another_value(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return {2: 4, 4: 2}.get(value, value + 1)
+    if isinstance(value, dict):  # an activation: same keys, another computation
+        return dict(type='ReLU') if value.get('type') != 'ReLU' else dict(type='SiLU')
+    return False if value == 'last' else 'last'
+
+
+@pytest.mark.parametrize('layout', sorted(LAYOUTS), ids=str)
+def test_every_layouts_distinguishing_arguments_are_checked(layout, tmp_path):
+    """A release records its network (meta.backbone); changing any argument the
+    layout fixes (depth, stem_stride, ese, residual, activation and slope) makes
+    the load an error that names that argument, before any key is compared."""
+    from mmbackbones.loader import network_record
+    from mmbackbones.publish import write_release
+    spec = LAYOUTS[layout]
+    with torch.device('meta'):
+        source = build_backbone(spec.type, **spec.kwargs)
+    state = {f'backbone.{k}': torch.zeros(v.shape, dtype=v.dtype)
+             for k, v in source.state_dict().items()}
+    release = write_release(state, dict(backbone=network_record(source, spec.kwargs)),
+                            str(tmp_path / 'release.pth'))
+    for name, value in spec.kwargs.items():
+        other = dict(spec.kwargs, **{name: OTHER_DEPTH[spec.type][value] if name == 'depth'
+                                     else _another_value(value)})
+        with torch.device('meta'):
+            model = build_backbone(spec.type, **other)
+        with pytest.raises(CheckpointError, match=rf'holds a {spec.type} with {name}=.*this '
+                                                  rf'model has {name}='):
+            load_weights(model, release, prefix='backbone.')

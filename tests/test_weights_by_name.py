@@ -273,3 +273,61 @@ def test_the_catalog_lists_real_public_addresses():
         'https://huggingface.co/timm/ese_vovnet39b.ra_in1k/resolve/main/model.safetensors')
     assert cache_dir().endswith(os.path.join('hub', 'checkpoints')) or \
         os.environ.get('MMBACKBONES_WEIGHTS_DIR')
+
+
+def test_mmdetection_and_mmpretrain_configs_take_the_name(server, cache, entries, det_root):
+    """The public detection config (retinanet_vovnet39-public) and a classifier,
+    with the name pointed at the local server's V-19 file."""
+    from detection_utils import build_detector, on_demo_data
+    from training_utils import ROOT
+    entry, state = vovnet19_d2(server, entries)
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'detection',
+                                       'retinanet_vovnet39-public_fpn_1x_coco.py'))
+    init_cfg = cfg.model.backbone.init_cfg
+    assert init_cfg.checkpoint == 'mmbackbones://vovnet-detectron2/V-39-eSE'
+    cfg = on_demo_data(cfg, det_root)
+    cfg.model.backbone.update(depth=19, init_cfg=dict(init_cfg, checkpoint='mmbackbones://'
+                                                                           + entry.name))
+    cfg.model.neck.in_channels = [256, 512, 768, 1024][1:]
+    detector = build_detector(cfg)
+    detector.init_weights()
+    assert torch.equal(detector.backbone.stage4[1].concat_conv.conv.weight,
+                       state['stage4.OSA4_1.concat.OSA4_1_concat/conv.weight'])
+
+    from mmpretrain.registry import MODELS as CLS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = CLS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='mmbackbones.VoVNet', depth=19, stem_stride=4, out_indices=(4, ),
+                          init_cfg=dict(type='Pretrained', checkpoint='mmbackbones://'
+                                                                      + entry.name)),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=1024)))
+    classifier.init_weights()
+    assert torch.equal(classifier.backbone.stem[0].conv.weight, state['stem.stem_1/conv.weight'])
+    assert server.requests == {'V-19-eSE.pth': 1}
+
+
+@pytest.mark.skipif(not __import__('detectron2_utils').HAS_D2,
+                    reason='Detectron2 is not installed (not on PyPI)')
+def test_detectron2_yacs_and_lazy_take_the_name(server, cache, entries):
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.modeling import build_model
+    from detectron2_utils import d2_cfg
+    from mmbackbones.adapters import detectron2 as d2
+    entry, state = vovnet19_d2(server, entries)
+    cfg = d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=19, stem_stride=4))
+    cfg.MODEL.MMBACKBONES.PRETRAINED = 'mmbackbones://' + entry.name
+    body = build_model(cfg).backbone.bottom_up.body
+    assert torch.equal(body.stem[0].conv.weight, state['stem.stem_1/conv.weight'])
+    from training_utils import ROOT
+    lazy = LazyConfig.load(os.path.join(ROOT, 'configs', 'detectron2', 'lazy',
+                                        'retinanet_vovnet39_public_fpn.py'))
+    body_cfg = lazy.model.backbone.bottom_up.body
+    body_cfg.depth = 19
+    body_cfg.init_cfg.checkpoint = 'mmbackbones://' + entry.name
+    lazy.model.backbone.top_block.in_channels = 1024
+    model = instantiate(lazy.model)
+    assert torch.equal(model.backbone.bottom_up.body.stem[0].conv.weight,
+                       state['stem.stem_1/conv.weight'])
