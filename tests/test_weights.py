@@ -137,6 +137,10 @@ def test_convert_weights_tool_writes_a_release_and_prints_the_config(timm_darkne
         type='Pretrained', checkpoint=str(out), prefix='backbone.'))
     model.init_weights()
     assert torch.equal(model.stem[0].conv.weight, source.stem.conv1.conv.weight)
+    # the release names its network: the detection configs' Darknet-53 (ReLU) refuses it
+    with pytest.raises(CheckpointError, match=r"holds a Darknet with act_cfg=.*'negative_slope': "
+                                              r"0.01.*this model has act_cfg=\{'type': 'ReLU'\}"):
+        load_weights(build_backbone('Darknet-53'), str(out), prefix='backbone.')
 
 
 def test_unknown_truncated_and_unsafe_files_are_clear_errors(tmp_path):
