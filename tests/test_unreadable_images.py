@@ -96,11 +96,20 @@ def test_training_survives_bad_files_and_stops_past_the_limit(digits_root, tmp_p
     assert f'skipping unreadable image {first[0]}' in result.stdout + result.stderr
     assert set((work / 'unreadable_images.txt').read_text().split()) == {str(p) for p in first}
     assert (work / 'epoch_2.pth').is_file()
-    result = run_tool(['tools/train.py', config, '--work-dir', str(tmp_path / 'strict')],
+    strict_data = tmp_path / 'strict_digits'  # 48 of the run's 64 images unreadable:
+    shutil.copytree(data, strict_data)         # the first batch of 16 holds some
+    for i, path in enumerate(sorted((strict_data / 'train' / 'digit0').iterdir())[:64]):
+        if i % 4:
+            path.write_bytes(b'')
+    (tmp_path / 'strict_cfg').mkdir()
+    strict = write_small_config(tmp_path / 'strict_cfg', str(strict_data), images=64,
+                                batch=16, epochs=2)
+    result = run_tool(['tools/train.py', strict, '--work-dir', str(tmp_path / 'strict')],
                       check=False)  # the default limit: 0.1 % of the set
     assert result.returncode != 0
     assert 'training images are unreadable, more than the limit of 0.10% of 64' in result.stderr
-    assert str(first[0]) in result.stderr
+    # at once, not after a whole epoch on what is left
+    assert '(stopped after iteration 1, epoch 1)' in result.stderr
     (data / 'val' / 'digit0' / sorted((data / 'val' / 'digit0').iterdir())[0].name) \
         .write_bytes(b'')
     result = run_tool(['tools/test.py', config, str(work / 'epoch_2.pth'),

@@ -56,41 +56,45 @@ class UnreadableImagesHook(Hook):
     """Stops a training run whose data set has too many unreadable images.
 
     :class:`~mmbackbones.datasets.LoadImageOrSkip` (in the main process and in
-    data-loader workers) appends every skipped file to ``record``; this hook reads
-    it every ``interval`` iterations and at each epoch's end, logs new ones, and
-    raises listing them all once more than ``max_fraction`` of the training set
-    (default 0.1 %) were skipped.
+    data-loader workers) appends every skipped file to ``record``; after every
+    iteration this hook looks at the record's size (re-reading it only when it
+    grew), logs new skips, and stops the run at the iteration where more than
+    ``max_fraction`` of the training set (default 0.1 %) were skipped, listing them.
     """
     priority = 'LOW'
 
-    def __init__(self, record: str, max_fraction: float = 0.001, interval: int = 50):
-        self.record, self.max_fraction, self.interval = record, max_fraction, interval
-        self._reported = 0
+    def __init__(self, record: str, max_fraction: float = 0.001):
+        self.record, self.max_fraction = record, max_fraction
+        self._reported, self._size = 0, 0
 
     def before_train(self, runner) -> None:
         if get_rank() == 0 and os.path.exists(self.record):
             os.remove(self.record)  # a resumed run counts its own skips
 
     def _check(self, runner) -> None:
-        if not os.path.exists(self.record):
+        try:
+            size = os.path.getsize(self.record)
+        except OSError:
             return
+        if size == self._size:
+            return
+        self._size = size
         with open(self.record) as f:
             paths = sorted({line.strip() for line in f if line.strip()})
         if len(paths) > self._reported:
             runner.logger.warning(f'{len(paths)} unreadable training images skipped so far '
                                   f'(listed in {self.record})')
             self._reported = len(paths)
-        limit = self.max_fraction * len(runner.train_dataloader.dataset)
-        if len(paths) > limit:
+        total = len(runner.train_dataloader.dataset)
+        if len(paths) > self.max_fraction * total:
             raise RuntimeError(
                 f'{len(paths)} training images are unreadable, more than the limit of '
-                f'{self.max_fraction:.2%} of {len(runner.train_dataloader.dataset)}: '
-                f'{paths}. Check the set with tools/check_dataset.py, or raise '
-                f'unreadable_images.max_fraction.')
+                f'{self.max_fraction:.2%} of {total} (stopped after iteration '
+                f'{runner.iter + 1}, epoch {runner.epoch + 1}): {paths}. Check the set with '
+                f'tools/check_dataset.py, or raise unreadable_images.max_fraction.')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self.every_n_train_iters(runner, self.interval):
-            self._check(runner)
+        self._check(runner)
 
     def after_train_epoch(self, runner) -> None:
         self._check(runner)
