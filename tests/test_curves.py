@@ -35,6 +35,9 @@ def test_plot_tool_draws_several_runs(tmp_path):
                        '--labels', 'a', 'b', '--out', str(out)])
     assert 'loss, lr, accuracy/top1' in result.stdout
     assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and out.stat().st_size > 10_000
+    default = run_tool(['tools/plot_curves.py', str(tmp_path / 'b')])  # beside b's logs
+    assert f"wrote {tmp_path / 'b' / 'curves.png'}" in default.stdout
+    assert (tmp_path / 'b' / 'curves.png').is_file()
     missing = run_tool(['tools/plot_curves.py', str(tmp_path / 'nothing')], check=False)
     assert missing.returncode != 0 and 'no MMEngine scalar log' in missing.stderr
     wrong = run_tool(['tools/plot_curves.py', str(tmp_path / 'a'), '--keys', 'coco/bbox_mAP',

@@ -279,3 +279,15 @@ def test_the_detection_demo_config_uses_the_same_switch(monkeypatch):
     cfg = Config.fromfile(DETECTOR)
     assert choose_precision(cfg, cuda=True) is torch.float16
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+
+
+def test_forced_bf16_on_a_cpu_without_it_says_so(monkeypatch, log_lines):
+    """MMBACKBONES_CPU_BF16=1 where bf16 is emulated: the log warns instead of
+    calling it native (an epoch then takes several times longer than fp32)."""
+    from mmbackbones.engine import precision
+    monkeypatch.setenv(CPU_BF16_ENV, '1')
+    monkeypatch.setattr(precision, 'native_cpu_bf16', lambda: False)
+    cfg = Config.fromfile(RECIPE)
+    assert choose_precision(cfg, cuda=False) is torch.bfloat16
+    said = [line for line in log_lines if 'bf16' in line]
+    assert len(said) == 1 and 'WITHOUT native bf16' in said[0] and 'native bf16)' not in said[0]

@@ -284,11 +284,11 @@ def check_cpu_memory(cfg: Config, dtype: Optional[torch.dtype] = None) -> None:
     if backbone is None:
         return
     size = train_input_size(cfg)
-    per_image = activation_bytes_per_image(backbone, size, dtype=dtype)
+    measured = activation_bytes_per_image(backbone, size, dtype=dtype)
     weights = 4 * sum(p.numel() for p in backbone.parameters()) * 4  # + grads, momentum
     batch = int(loader.get('batch_size', 1))
     processes = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
-    per_image = int(per_image * STEP_PEAK_MARGIN)
+    per_image = int(measured * STEP_PEAK_MARGIN)
     need = processes * (batch * per_image + weights)
     if need <= 0.9 * available:
         return
@@ -298,7 +298,8 @@ def check_cpu_memory(cfg: Config, dtype: Optional[torch.dtype] = None) -> None:
     raise MemoryError(
         f'this CPU run needs about {need / gb:.1f} GB for its training steps '
         f'({processes} process(es) x {batch} images of {size[0]}x{size[1]} x '
-        f'{per_image / 1024 ** 2:.0f} MB each, measured on the backbone), but '
+        f'{measured / 1024 ** 2:.0f} MB each, measured on the backbone, x{STEP_PEAK_MARGIN} '
+        f'for the step\'s peak), but '
         f'{available / gb:.1f} GB are available. Lower the batch, e.g. --cfg-options '
         f'train_dataloader.batch_size={fits} (auto_scale_lr scales the learning rate when '
         f'enabled), train on GPUs, or pass --skip-memory-check if you know better.')

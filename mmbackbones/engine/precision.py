@@ -44,12 +44,18 @@ def _cpu_flags() -> FrozenSet[str]:
 
 
 def cpu_bf16_supported() -> bool:
-    """Whether this CPU computes bf16 natively (so bf16 autocast pays)."""
+    """Whether CPU runs use bf16: this CPU computes it natively (so bf16
+    autocast pays), or ``MMBACKBONES_CPU_BF16`` says so."""
     forced = os.environ.get(CPU_BF16_ENV)
     if forced is not None:
         if forced not in ('0', '1'):
             raise ValueError(f'{CPU_BF16_ENV}={forced!r}; valid: 1 (bf16) or 0 (fp32)')
         return forced == '1'
+    return native_cpu_bf16()
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AMX/AVX512-BF16, Arm BF16)."""
     if not torch.backends.mkldnn.is_available():
         return False
     flags = _cpu_flags()
@@ -146,9 +152,15 @@ def choose_precision(cfg, cuda: bool) -> Optional[torch.dtype]:
             optim.type = 'OptimWrapper'
             if cpu_bf16_supported():
                 dtype = torch.bfloat16
-                print_log('no CUDA device: mixed precision with bf16 autocast of the '
-                          'features on this CPU (native bf16) and channels-last',
-                          logger='current')
+                if native_cpu_bf16():
+                    print_log('no CUDA device: mixed precision with bf16 autocast of the '
+                              'features on this CPU (native bf16) and channels-last',
+                              logger='current')
+                else:
+                    print_log(f'no CUDA device: bf16 autocast of the features because '
+                              f'{CPU_BF16_ENV}=1, on a CPU WITHOUT native bf16: it is '
+                              f'emulated, several times slower than fp32; unset it (or '
+                              f'set 0) for fp32', logger='current', level=logging.WARNING)
             else:
                 print_log('no CUDA device and no native bf16 on this CPU: fp32 '
                           '(OptimWrapper instead of AmpOptimWrapper)', logger='current',

@@ -1,0 +1,42 @@
+"""What the errors say (#24): each names the real cause and the fix."""
+import pytest
+import torch
+
+from mmbackbones import CheckpointError, Timm, build_backbone, load_weights
+from mmbackbones.checkpoint import safe_load
+
+
+@pytest.mark.parametrize('content', [bytes(range(256)) * 4, b'import os\nos.system("ls")\n'],
+                         ids=['random-bytes', 'python-file'])
+def test_a_file_that_is_no_checkpoint_is_called_that(content, tmp_path):
+    """Not 'needs a type outside the safe allow-list ... TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
+    loads it': advice to turn the safety off for a file that is not a checkpoint."""
+    path = tmp_path / 'model.py'
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r'is not a checkpoint: torch.save writes a zip '
+                                              r'archive or a pickle') as err:
+        safe_load(path)
+    assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in str(err.value)
+
+
+@pytest.mark.parametrize('name, kwargs, reason', [
+    ('ResNet', dict(depth=18), 'ResNet does not implement stochastic depth'),
+    ('VoVNet', dict(depth=39, residual=False, ese=False), 'VoVNet with residual=False .V1. has no'),
+    ('VoVNet', dict(depth=19), 'VoVNet-19 has one OSA module per stage'),
+])
+def test_drop_path_refusals_say_why(name, kwargs, reason):
+    with pytest.raises(ValueError, match=rf'drop_path_rate=0.1: {reason}.*use 0 \(backbones '
+                                         rf'with stochastic depth: Darknet'):
+        build_backbone(name, drop_path_rate=0.1, **kwargs)
+
+
+def test_a_wrong_file_for_timm_names_both_networks(tmp_path):
+    """Not 'this model is Timm with depth=None'."""
+    pytest.importorskip('timm')
+    source = build_backbone('VoVNet-19-slim')
+    path = tmp_path / 'vovnet.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()},
+                'meta': {'backbone': {'type': 'VoVNet', 'depth': 19, 'slim': True}}}, path)
+    with pytest.raises(CheckpointError, match=r"holds a VoVNet\(depth=19, slim=True.*this model "
+                                              r"is a Timm\(model_name='resnet18d'"):
+        load_weights(Timm('resnet18d'), str(path), prefix='backbone.')
