@@ -40,3 +40,16 @@ def test_a_wrong_file_for_timm_names_both_networks(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds a VoVNet\(depth=19, slim=True.*this model "
                                               r"is a Timm\(model_name='resnet18d'"):
         load_weights(Timm('resnet18d'), str(path), prefix='backbone.')
+
+
+@pytest.mark.slow  # two subprocesses
+def test_tools_print_the_error_without_a_traceback_unless_debugging(tmp_path):
+    from training_utils import run_tool
+    args = ['tools/test.py', str(tmp_path / 'missing_config.py'), str(tmp_path / 'x.pth')]
+    plain = run_tool(args, check=False)
+    assert plain.returncode == 1
+    assert 'Traceback' not in plain.stderr
+    assert 'test.py: error: ' in plain.stderr and 'missing_config.py' in plain.stderr
+    assert '--debug or MMBACKBONES_DEBUG=1 shows the traceback' in plain.stderr
+    debug = run_tool(args + ['--debug'], check=False)
+    assert debug.returncode != 0 and 'Traceback' in debug.stderr

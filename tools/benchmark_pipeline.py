@@ -300,4 +300,5 @@ def main(argv=None) -> float:
 
 
 if __name__ == '__main__':
-    main()
+    from mmbackbones.cli import run
+    run(main)

@@ -110,4 +110,5 @@ def replace_between_markers(path: str, tag: str, text: str) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    from mmbackbones.cli import run
+    run(main)

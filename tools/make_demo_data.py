@@ -17,4 +17,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    from mmbackbones.cli import run
+    run(main)

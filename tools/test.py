@@ -60,4 +60,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    from mmbackbones.cli import run
+    run(main)

@@ -30,4 +30,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from mmbackbones.cli import run
+    run(main)
