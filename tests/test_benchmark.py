@@ -49,9 +49,16 @@ def test_comparisons_without_a_difference_are_refused(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_a_backbone_without_a_reference_says_what_to_use():
+def test_a_backbone_without_a_reference_is_timed_alone_by_default(capsys):
+    """`benchmark.py VoVNet-39` with its defaults printed an empty table header,
+    then 'no identical reference', and exited 1."""
+    rows = benchmark_tool.main(['VoVNet-19-slim', *TINY])
+    assert [(mode, model) for mode, model, *_ in rows] == [('infer', 'ours (eager)'),
+                                                            ('train', 'ours (eager)')]
+    assert 'no identical timm/torchvision network for VoVNet-19-slim' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='no identical reference for VoVNet-19-slim'):
-        benchmark_tool.main(['VoVNet-19-slim', *TINY])
+        benchmark_tool.main(['VoVNet-19-slim', *TINY, '--against', 'reference'])
+    assert '| mode |' not in capsys.readouterr().out  # refused before any table
 
 
 def test_runs_that_cannot_compare_are_refused():

@@ -46,7 +46,8 @@ def parse_args(argv=None):
     parser.add_argument('--fuse', action='store_true',
                         help='inference through mmbackbones.deploy.deploy (BN folded)')
     parser.add_argument('--against', choices=['reference', 'unfused', 'eager', 'none'],
-                        default='reference')
+                        help='what to time beside ours (default: the identical timm/torchvision '
+                             'network where one exists, else nothing)')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=2)
@@ -100,6 +101,16 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ours, name, kwargs = build_ours(args)
+    reference = reference_model(name, kwargs) if name and args.against in (None,
+                                                                            'reference') else None
+    if reference is None and args.against == 'reference':
+        raise SystemExit(f'no identical reference for {args.target} in timm or torchvision; '
+                         f'use --against unfused, eager or none')
+    if args.against is None:
+        args.against = 'reference' if reference is not None else 'none'
+        if reference is None:
+            print(f'# no identical timm/torchvision network for {args.target}: timing ours '
+                  f'alone (--against eager compares with a faster path)')
     print(f'# {args.target} {kwargs or ""} | batch {args.batch} x 3 x {args.shape[0]} x '
           f'{args.shape[1]} | {args.dtype} | channels_last={args.channels_last} | '
           f'compile={args.compile} | fused={args.fuse} | {args.device} '
@@ -115,12 +126,8 @@ def main(argv=None):
                           fused=args.fuse and mode == 'infer', device=args.device)
         runs = {describe('ours', setting): (copy.deepcopy(ours), setting)}
         if args.against == 'reference':
-            ref = reference_model(name, kwargs) if name else None
-            if ref is None:
-                raise SystemExit(f'no identical reference for {args.target}; '
-                                 f'use --against unfused, eager or none')
             ref_setting = replace(setting, fused=False)
-            runs[describe('reference', ref_setting)] = (ref, ref_setting)
+            runs[describe('reference', ref_setting)] = (copy.deepcopy(reference), ref_setting)
         elif args.against == 'unfused':
             if not setting.fused:
                 continue  # training has no fused form
