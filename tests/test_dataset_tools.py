@@ -126,13 +126,14 @@ def test_check_dataset_reports_and_writes_what_a_config_can_use(damaged_folder, 
     for line in ('empty (unreadable): 1', 'not an image (unreadable): 1',
                  'truncated (unreadable): 1', 'cmyk (warning): 1', 'png named jpeg (warning): 1'):
         assert line in result.stdout, line
-    unreadable = (out / 'train' / 'unreadable.txt').read_text().split()
+    report = out / f'{damaged_folder.parent.name}_train'  # a folder per data set
+    unreadable = (report / 'unreadable.txt').read_text().split()
     assert sorted(os.path.basename(p) for p in unreadable) == [
         'empty.jpg', 'text.jpg', 'truncated.jpg']
     # the readable list is an MMPretrain ann_file: the dataset then skips the bad files
     from mmpretrain.datasets import CustomDataset
     dataset = CustomDataset(data_root=str(damaged_folder),
-                            ann_file=str(out / 'train' / 'readable_ann.txt'),
+                            ann_file=str(report / 'readable_ann.txt'),
                             metainfo=dict(classes=('cls_a', 'cls_b')))
     assert len(dataset) == 4
     assert {os.path.basename(dataset.get_data_info(i)['img_path'])
@@ -142,6 +143,30 @@ def test_check_dataset_reports_and_writes_what_a_config_can_use(damaged_folder, 
     shutil.copy(damaged_folder / 'cls_a' / 'good.jpg', clean / 'cls_a')
     assert run_tool(['tools/check_dataset.py', str(clean), '--workers', '1',
                      '--out', str(out)]).returncode == 0
+    # another data set's report sits in its own folder, not beside this one's files
+    assert sorted(os.listdir(out / f'{clean.parent.name}_clean')) == ['readable_ann.txt',
+                                                                     'unreadable.txt']
+    assert (report / 'readable_ann.txt').read_text().count('\n') == 4
+
+
+def test_a_short_truncated_jpeg_is_called_truncated(tmp_path):
+    """300 bytes of a JPEG: PIL cannot read even its header ('cannot identify
+    image file'), and it was classed 'not an image'."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from mmbackbones.datasets.check import check_image
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, 'JPEG', quality=90)
+    for size in (300, 30):
+        path = tmp_path / f'cut{size}.jpg'
+        path.write_bytes(buffer.getvalue()[:size])
+        assert check_image(str(path)).problems == ('truncated', ), size
+    (tmp_path / 'text.jpg').write_text('not an image\n')
+    assert check_image(str(tmp_path / 'text.jpg')).problems == ('not an image', )
 
 
 def test_check_dataset_writes_a_readable_coco_annotation_file(damaged_folder, tmp_path):

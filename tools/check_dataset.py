@@ -7,8 +7,9 @@
 Reports unreadable images (empty, not an image, truncated) and warnings (CMYK,
 grayscale, PNG named .jpg, smaller than --min-size); writes ``unreadable.txt`` and
 a file the dataset config can use instead (``readable_ann.txt`` as MMPretrain's
-``ann_file`` for class folders, ``<ann>.readable.json`` for COCO) to --out; exits
-with status 1 when an image is unreadable.
+``ann_file`` for class folders, ``<ann>.readable.json`` for COCO) to a folder of
+its own under --out (``<parent>_<folder>`` for a folder, ``<config>/<split>`` for a
+config); exits with status 1 when an image is unreadable.
 """
 import argparse
 import os.path as osp
@@ -19,13 +20,18 @@ import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
 
 def dataset_sets(target: str):
-    """``[(name, image folder, COCO annotation file or None)]`` of a folder or a config."""
+    """``[(name, image folder, COCO annotation file or None)]`` of a folder or a
+    config. The name is where its report goes under ``--out``, one per data set:
+    ``<parent>_<folder>`` (``imagenet_train``) or ``<config>/<split>``."""
     if not target.endswith('.py'):
-        return [(osp.basename(osp.normpath(target)), target, None)]
+        folder = osp.abspath(target)
+        return [(f'{osp.basename(osp.dirname(folder))}_{osp.basename(folder)}', target, None)]
     from mmengine.config import Config
 
     from mmbackbones.engine.launch import dataset_sets as config_sets
-    return [(loader.split('_')[0], folder, ann if ann and ann.endswith('.json') else None)
+    stem = osp.splitext(osp.basename(target))[0]
+    return [(f"{stem}/{loader.split('_')[0]}", folder,
+             ann if ann and ann.endswith('.json') else None)
             for loader, folder, ann in config_sets(Config.fromfile(target))]
 
 

@@ -26,6 +26,24 @@ class ImageCheck:
         return any(p in UNREADABLE for p in self.problems)
 
 
+#: how image files start, and the marker a complete one ends with (None: no such marker)
+SIGNATURES = {b'\xff\xd8\xff': b'\xff\xd9', b'\x89PNG\r\n\x1a\n': b'IEND\xaeB`\x82',
+              b'GIF8': b';', b'BM': None, b'RIFF': None}
+
+
+def cut_short(path: str) -> bool:
+    """An image file that starts as one but lacks its end: a partial copy or
+    download (so small that PIL cannot even read the header of some)."""
+    with open(path, 'rb') as f:
+        head = f.read(16)
+        f.seek(max(0, osp.getsize(path) - 16))
+        tail = f.read()
+    for start, end in SIGNATURES.items():
+        if head.startswith(start):
+            return end is not None and end not in tail
+    return False
+
+
 def check_image(path: str, min_size: int = 32) -> ImageCheck:
     """Open and fully decode ``path``; name what is wrong with it."""
     if osp.getsize(path) == 0:
@@ -36,7 +54,8 @@ def check_image(path: str, min_size: int = 32) -> ImageCheck:
             fmt, mode, size = image.format, image.mode, image.size
             image.load()
     except OSError as err:
-        truncated = 'truncated' in str(err) or 'broken data stream' in str(err)
+        said = str(err).replace(path, '')  # PIL names the file, which may say anything
+        truncated = 'truncated' in said or 'broken data stream' in said or cut_short(path)
         return ImageCheck(path, ('truncated' if truncated else 'not an image', ), str(err))
     except Exception as err:  # any decoder error: the file cannot train
         return ImageCheck(path, ('not an image', ), f'{type(err).__name__}: {err}')
@@ -118,6 +137,9 @@ def write_exclusions(report: Report, out_dir: str, image_root: Optional[str] = N
     annotation file without the unreadable images (``<name>.readable.json``).
     Returns the paths written."""
     os.makedirs(out_dir, exist_ok=True)
+    for name in os.listdir(out_dir):  # an earlier run's files would read as this one's
+        if name in ('unreadable.txt', 'readable_ann.txt') or name.endswith('.readable.json'):
+            os.remove(osp.join(out_dir, name))
     written = [osp.join(out_dir, 'unreadable.txt')]
     with open(written[0], 'w') as f:
         f.writelines(p + '\n' for p in report.unreadable)
