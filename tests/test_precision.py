@@ -100,12 +100,46 @@ def test_cuda_keeps_mmengine_amp_and_its_dtype():
     assert choose_precision(cfg, cuda=True) is torch.float16
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
-    assert cfg.val_cfg.fp16 and cfg.test_cfg.fp16  # MMEngine's autocast in evaluation
-    # channels-last; the autocast is AmpOptimWrapper's (whole model: GPU ops take fp16)
-    assert dict(type='mmbackbones.MixedPrecisionHook', dtype=None) in cfg.custom_hooks
+    # channels-last; training's autocast is AmpOptimWrapper's (whole model), and
+    # evaluation's the hook's, in the same dtype (MMEngine's loops' fp16 would be fp16)
+    assert 'fp16' not in cfg.val_cfg and 'fp16' not in cfg.test_cfg
+    assert dict(type='mmbackbones.MixedPrecisionHook', dtype=None,
+                eval_dtype='float16') in cfg.custom_hooks
     cfg = Config.fromfile(RECIPE)
     cfg.optim_wrapper.dtype = 'bfloat16'
     assert choose_precision(cfg, cuda=True) is torch.bfloat16
+    assert dict(type='mmbackbones.MixedPrecisionHook', dtype=None,
+                eval_dtype='bfloat16') in cfg.custom_hooks
+
+
+@pytest.mark.parametrize('hook_args', [dict(dtype='bfloat16'),  # the CPU recipe
+                                       dict(eval_dtype='bfloat16')],  # as on CUDA
+                         ids=['cpu', 'cuda-style'])
+def test_evaluation_reaches_the_training_dtype(hook_args):
+    """The dtype the backbone computes in during val_step/test_step (on CPU; the
+    CUDA path is the same wrapper on the model's device)."""
+    from types import SimpleNamespace
+
+    from mmengine.registry import DefaultScope
+    from mmpretrain.models import ImageClassifier
+    from mmbackbones.engine.precision import MixedPrecisionHook
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = ImageClassifier(
+            backbone=dict(type='mmbackbones.VoVNet', depth=19, slim=True, out_indices=(4, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=512),
+            data_preprocessor=dict(type='ClsDataPreprocessor'))
+    reached = []
+    model.backbone.stage5.register_forward_hook(lambda m, i, o: reached.append(o.dtype))
+    MixedPrecisionHook(**hook_args).before_run(SimpleNamespace(model=model))
+    model.eval()
+    from mmpretrain.structures import DataSample
+    batch = dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)],
+                 data_samples=[DataSample().set_gt_label(1)])
+    with torch.no_grad():
+        model.val_step(batch)
+        model.test_step(batch)
+    assert reached == [torch.bfloat16, torch.bfloat16]
 
 
 def test_the_hook_autocasts_features_returns_fp32_and_survives_a_deep_copy():

@@ -67,7 +67,9 @@ def native_cpu_bf16() -> bool:
 @HOOKS.register_module()
 class MixedPrecisionHook(Hook):
     """Channels-last (NHWC) weights and batches and, with ``dtype``, bf16 autocast
-    of the model's features, in training and evaluation alike.
+    of the model's features, in training and evaluation alike; with
+    ``eval_dtype`` (CUDA, where AmpOptimWrapper autocasts training), evaluation's
+    ``val_step``/``test_step`` autocast in that dtype.
 
     The autocast covers ``extract_feat`` (backbone and neck, where MMPretrain's and
     MMDetection's models spend their time), or ``forward`` for a model without
@@ -77,8 +79,10 @@ class MixedPrecisionHook(Hook):
     """
     priority = 'VERY_HIGH'
 
-    def __init__(self, dtype: Optional[str] = None, channels_last: bool = True):
+    def __init__(self, dtype: Optional[str] = None, channels_last: bool = True,
+                 eval_dtype: Optional[str] = None):
         self.dtype = getattr(torch, dtype) if dtype else None
+        self.eval_dtype = getattr(torch, eval_dtype) if eval_dtype else None
         self.channels_last = channels_last
 
     def before_run(self, runner) -> None:
@@ -88,11 +92,26 @@ class MixedPrecisionHook(Hook):
             preprocessor = getattr(model, 'data_preprocessor', None)
             if preprocessor is not None:
                 preprocessor.register_forward_hook(_batch_to_channels_last)
+        if self.eval_dtype is not None:  # on CUDA: AmpOptimWrapper autocasts training
+            for name in ('val_step', 'test_step'):
+                setattr(model, name, types.MethodType(
+                    _autocast(getattr(type(model), name), self.eval_dtype), model))
         if self.dtype is not None:
             name = 'extract_feat' if hasattr(model, 'extract_feat') else 'forward'
             # a method bound to the model: a deep copy (EMA) rebinds it to the copy
             setattr(model, name, types.MethodType(
                 _autocast_to_fp32(getattr(type(model), name), self.dtype), model))
+
+
+def _autocast(method, dtype: torch.dtype):
+    """``method`` under autocast in ``dtype`` on the model's device."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        device = next(self.parameters()).device.type
+        with torch.autocast(device, dtype=dtype):
+            return method(self, *args, **kwargs)
+    run.autocast_dtype = dtype
+    return run
 
 
 def _autocast_to_fp32(method, dtype: torch.dtype):
@@ -132,7 +151,8 @@ def choose_precision(cfg, cuda: bool) -> Optional[torch.dtype]:
     (``None``: fp32).
 
     * ``AmpOptimWrapper`` on CUDA: kept (its ``dtype``, fp16 by default);
-      validation and testing under MMEngine's autocast (the loops' ``fp16``).
+      validation and testing autocast in that same dtype (:class:`MixedPrecisionHook`'s
+      ``eval_dtype``; MMEngine's loops' ``fp16`` would use fp16 for a bf16 recipe).
     * ``AmpOptimWrapper`` without CUDA (MMEngine asserts CUDA there): fp32
       ``OptimWrapper`` and, on a CPU with native bf16, bf16 autocast of the
       features by :class:`MixedPrecisionHook`; one log line says which.
@@ -147,7 +167,9 @@ def choose_precision(cfg, cuda: bool) -> Optional[torch.dtype]:
             dtype = getattr(torch, str(optim.get('dtype') or 'float16'))
             for loop in ('val_cfg', 'test_cfg'):
                 if cfg.get(loop) is not None:
-                    cfg[loop]['fp16'] = True  # MMEngine's autocast switch
+                    # MMEngine's loops' fp16 autocasts in CUDA's default, fp16, whatever
+                    # the training dtype: the hook autocasts evaluation in it instead
+                    cfg[loop].pop('fp16', None)
         else:
             optim.type = 'OptimWrapper'
             if cpu_bf16_supported():
@@ -171,8 +193,9 @@ def choose_precision(cfg, cuda: bool) -> Optional[torch.dtype]:
     if dtype is not None:
         hooks = [h for h in cfg.get('custom_hooks') or []
                  if not str(h.get('type', '')).endswith('MixedPrecisionHook')]
-        hooks.append(dict(type='mmbackbones.MixedPrecisionHook',
-                          dtype=None if cuda else 'bfloat16'))
+        hooks.append(dict(type='mmbackbones.MixedPrecisionHook', dtype=None, eval_dtype=str(
+            dtype).split('.')[-1]) if cuda else dict(type='mmbackbones.MixedPrecisionHook',
+                                                     dtype='bfloat16'))
         cfg.custom_hooks = hooks
     return dtype
 
