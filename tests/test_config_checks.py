@@ -115,3 +115,30 @@ def test_each_runner_gets_its_own_visualizer(tmp_path):
                                              save_dir=str(tmp_path / run))
         names.append(visualizer.instance_name)
     assert names[0] != names[1]
+
+
+def test_data_root_reaches_the_dataloaders(tmp_path, digits_root):
+    """MMEngine resolves data_root=data_root when the file is read: neither
+    --cfg-options data_root=... nor a child config's data_root moved the loaders."""
+    from mmbackbones.engine.launch import apply_data_root
+    demo = osp.join(ROOT, 'configs', 'demo', 'retinanet_vovnet19slim_digits.py')
+    cfg = Config.fromfile(demo)
+    before = cfg.data_root
+    cfg.merge_from_dict({'data_root': '/data/mine/'})  # as tools/train.py --cfg-options
+    apply_data_root(cfg, before)
+    assert cfg.train_dataloader.dataset.data_root == '/data/mine/'
+    assert cfg.val_dataloader.dataset.data_root == '/data/mine/'
+    assert cfg.val_evaluator.ann_file == '/data/mine/annotations/val.json'
+    child = tmp_path / 'child.py'
+    child.write_text(f'_base_ = [{demo!r}]\ndata_root = {str(tmp_path) + "/"!r}\n')
+    cfg = Config.fromfile(str(child))
+    assert cfg.train_dataloader.dataset.data_root == before  # MMEngine alone
+    apply_data_root(cfg)
+    assert cfg.train_dataloader.dataset.data_root == str(tmp_path) + '/'
+    own = tmp_path / 'own.py'  # a loader root set on its own stays
+    own.write_text(f'_base_ = [{demo!r}]\n'
+                   f'train_dataloader = dict(dataset=dict(data_root={digits_root!r}))\n')
+    cfg = Config.fromfile(str(own))
+    apply_data_root(cfg)
+    assert cfg.train_dataloader.dataset.data_root == digits_root
+    assert cfg.val_dataloader.dataset.data_root == before

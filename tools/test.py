@@ -37,6 +37,7 @@ def main(argv=None) -> dict:
     from mmbackbones.checkpoint import load_checkpoint
     from mmbackbones.engine import prepare_config
     cfg = Config.fromfile(args.config)
+    data_root_before = cfg.get('data_root')
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
@@ -47,7 +48,8 @@ def main(argv=None) -> dict:
     cfg.train_dataloader = cfg.train_cfg = cfg.param_scheduler = None
     if args.fp32 and cfg.get('optim_wrapper') is not None:
         cfg.optim_wrapper.type = 'OptimWrapper'
-    cfg = prepare_config(cfg, args.launcher)  # reads optim_wrapper: the eval autocast
+    cfg = prepare_config(cfg, args.launcher,  # reads optim_wrapper: the eval autocast
+                         data_root_before=data_root_before)
     cfg.optim_wrapper = None
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

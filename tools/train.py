@@ -51,6 +51,7 @@ def build_config(args):
     import mmbackbones  # noqa: F401  (safe loading, atomic checkpoints, registry)
     from mmbackbones.engine import prepare_config
     cfg = Config.fromfile(args.config)
+    data_root_before = cfg.get('data_root')
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.fp32 and cfg.get('optim_wrapper') is not None:
@@ -66,7 +67,8 @@ def build_config(args):
         cfg.load_from = args.load_from
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    return prepare_config(cfg, args.launcher, check_memory=not args.skip_memory_check)
+    return prepare_config(cfg, args.launcher, check_memory=not args.skip_memory_check,
+                          data_root_before=data_root_before)
 
 
 def main(argv=None):

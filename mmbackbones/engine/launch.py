@@ -14,7 +14,8 @@ from mmengine.logging import print_log
 from .precision import choose_precision
 
 
-def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = True) -> Config:
+def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = True,
+                   data_root_before: Optional[str] = None) -> Config:
     """Check the config early and adapt it to the machine:
 
     * ``--launcher pytorch`` without CUDA: MMEngine would call
@@ -24,6 +25,8 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
     * mixed precision for this machine (:func:`~.precision.choose_precision`):
       ``AmpOptimWrapper`` (which asserts CUDA) becomes bf16 autocast on a CPU with
       native bf16 (features only), fp32 on one without; evaluation likewise.
+    * the top-level ``data_root`` (``--cfg-options data_root=...``, a child
+      config's) reaches the dataloaders (:func:`apply_data_root`);
     * the model's backbone type and the dataset folders exist; the neck's (or
       classifier head's) ``in_channels`` match the backbone's ``out_channels``.
     * ``data_pipeline='exact'``: the config's exact pipelines replace the fast
@@ -36,6 +39,7 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
     * checkpoints record their network, and ``load_from``/``resume`` load
       strictly (:class:`~.hooks.CheckpointNetworkHook`).
     """
+    apply_data_root(cfg, data_root_before)
     check_backbone_type(cfg)
     add_hook(cfg, 'mmbackbones.CheckpointNetworkHook')
     check_channels(cfg)
@@ -403,6 +407,69 @@ def dataset_sets(cfg: Config) -> List[Tuple[str, str, Optional[str]]]:
         if entry[1:] not in [s[1:] for s in sets]:
             sets.append(entry)
     return sets
+
+
+def _datasets(cfg: Config) -> List[dict]:
+    """The innermost dataset dict of each dataloader (through wrappers)."""
+    found = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        while isinstance(dataset, dict) and 'dataset' in dataset:
+            dataset = dataset['dataset']
+        if isinstance(dataset, dict) and dataset.get('data_root'):
+            found.append(dataset)
+    return found
+
+
+def apply_data_root(cfg: Config, before: Optional[str] = None) -> None:
+    """The config's top-level ``data_root`` reaches the dataloaders. MMEngine
+    resolves ``data_root=data_root`` when the file is read, so neither
+    ``--cfg-options data_root=...`` (``before``: its value until then) nor a child
+    config's own ``data_root`` changed where the data is read from. Loaders whose
+    root is the value ``data_root`` had before (``before``, or in the config's
+    ``_base_`` files) take ``cfg.data_root``, as do the evaluators' ``ann_file``
+    paths under it; a loader root set on its own stays."""
+    root = cfg.get('data_root')
+    datasets = _datasets(cfg)
+    if not isinstance(root, str) or not datasets:
+        return
+    roots = {d['data_root'] for d in datasets}
+    stale = (roots & ({before} | _base_data_roots(cfg))) - {root}
+    if not stale:
+        return
+    for dataset in datasets:
+        if dataset['data_root'] in stale:
+            dataset['data_root'] = root
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        for metric in _as_list(cfg.get(evaluator)):
+            ann = metric.get('ann_file') if isinstance(metric, dict) else None
+            for old in stale:
+                if isinstance(ann, str) and ann.startswith(old):
+                    metric['ann_file'] = root + ann[len(old):]
+    print_log(f'data_root {root!r} applied to the dataloaders (they read {sorted(stale)})',
+              logger='current')
+
+
+def _base_data_roots(cfg: Config) -> set:
+    """The top-level ``data_root`` of each ``_base_`` file of ``cfg``'s file."""
+    filename = getattr(cfg, 'filename', None)
+    if not filename or not osp.isfile(filename):
+        return set()
+    values = set()
+    try:  # MMEngine's own resolution of _base_ paths (pinned version)
+        for base in Config._get_base_files(filename):
+            path, scope = Config._get_cfg_path(base, filename)
+            path = path if osp.isabs(path) else osp.join(osp.dirname(filename), path)
+            value = Config.fromfile(path).get('data_root') if scope is None else None
+            if isinstance(value, str):
+                values.add(value)
+    except Exception:  # noqa: BLE001 (a base we cannot read changes nothing here)
+        return values
+    return values
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, (list, tuple)) else [value] if value else []
 
 
 def dataset_folders(cfg: Config) -> List[str]:
