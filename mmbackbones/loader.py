@@ -241,6 +241,10 @@ def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
     file records (``meta.backbone``) or implies (a public layout) must be the
     model's backbone, argument by argument.
     """
+    if isinstance(checkpoint, str) and (checkpoint.startswith(SCHEME) or is_name(checkpoint)):
+        entry = lookup(checkpoint)  # a named file for another network: refused before fetching
+        check_network(model, entry.type, network(entry.type, entry.kwargs).arch_args(),
+                      what=f'{strip_scheme(checkpoint)} ({entry.url})')
     return load_source(model, read_source(checkpoint, map_location), prefix, layout, logger)
 
 

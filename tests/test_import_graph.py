@@ -80,3 +80,49 @@ def test_loading_layers_import_downward_only():
     assert not any(t.startswith(('mmbackbones.models', 'mmbackbones.api'))
                    for t in graph['mmbackbones.loader'])
     assert 'mmbackbones.loader' in graph['mmbackbones.models.base']
+
+
+def defined_names(path: str) -> set:
+    """Names a module defines or imports at its top level."""
+    names = set()
+    for node in ast.parse(open(path).read()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split('.')[0] for a in node.names}
+        elif isinstance(node, (ast.Try, ast.If)):
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    names |= {(a.asname or a.name).split('.')[0] for a in inner.names}
+                elif isinstance(inner, (ast.FunctionDef, ast.ClassDef)):
+                    names.add(inner.name)
+    return names
+
+
+def test_every_name_imported_from_the_package_exists():
+    """Catches an import of a name that moved (e.g. the Detectron2 adapter's, which
+    only runs where Detectron2 is installed)."""
+    modules = package_modules()
+    missing = []
+    for name, path in modules.items():
+        is_package = path.endswith('__init__.py')
+        base = name.split('.') if is_package else name.split('.')[:-1]
+        for node in ast.walk(ast.parse(open(path).read())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                parent = '.'.join(base[:len(base) - node.level + 1])
+                origin = f'{parent}.{node.module}' if node.module else parent
+            else:
+                origin = node.module or ''
+            if origin not in modules:
+                continue
+            known = defined_names(modules[origin])
+            for alias in node.names:
+                if alias.name not in known and f'{origin}.{alias.name}' not in modules:
+                    missing.append(f'{name}: from {origin} import {alias.name}')
+    assert not missing, missing

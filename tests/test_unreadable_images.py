@@ -115,3 +115,79 @@ def test_training_survives_bad_files_and_stops_past_the_limit(digits_root, tmp_p
     result = run_tool(['tools/test.py', config, str(work / 'epoch_2.pth'),
                        '--work-dir', str(tmp_path / 'test')], check=False)
     assert result.returncode != 0 and 'cannot read image' in result.stderr
+
+
+def _classifier_checkpoint(config: str, path) -> str:
+    """Random weights of the config's classifier, as a Runner checkpoint."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        torch.manual_seed(0)
+        model = MODELS.build(Config.fromfile(config).model)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def test_skip_in_eval_leaves_the_image_out_and_scores_nothing_in_its_place(digits_root,
+                                                                            tmp_path):
+    """MMPretrain scored another image, with its label, in an unreadable one's place:
+    the metrics with the image skipped must equal those of the set without it."""
+    import sys
+    from training_utils import ROOT
+    sys.path.insert(0, f'{ROOT}/tools')
+    import test as test_tool
+    skipped, removed = tmp_path / 'skipped', tmp_path / 'removed'
+    for copy in (skipped, removed):
+        shutil.copytree(digits_root, copy)
+    victim = sorted((skipped / 'val' / 'digit3').iterdir())[0]
+    victim.write_bytes(b'')
+    (removed / 'val' / 'digit3' / victim.name).unlink()
+    config = write_small_config(tmp_path, str(skipped), images=64, batch=16, epochs=1,
+                                validate=True)
+    ckpt = _classifier_checkpoint(config, tmp_path / 'random.pth')
+
+    def top1(root, *options):
+        metrics = test_tool.main([config, ckpt, '--work-dir', str(tmp_path / root.name),
+                                  '--cfg-options', f'test_dataloader.dataset.data_root={root}',
+                                  'test_dataloader.dataset.indices=None', *options])
+        return metrics['accuracy/top1']
+    with pytest.raises(UnreadableImageError, match=rf'cannot read image .*{victim.name}'):
+        top1(skipped)  # the default: an error naming the file
+    assert top1(skipped, 'unreadable_images.skip_in_eval=True') == top1(removed)
+    work = tmp_path / 'skipped'
+    assert (work / 'unreadable_eval_images.txt').read_text().split() == [str(victim)]
+    assert not (work / 'unreadable_images.txt').exists()  # not the training record
+
+
+def test_skip_in_eval_on_a_coco_set_filters_the_dataset_and_the_evaluator(det_root,
+                                                                          tmp_path):
+    """MMDetection crashed ('Test time pipeline should not get None data_sample')."""
+    from mmengine.config import Config
+    from mmbackbones.engine import prepare_config
+    from training_utils import ROOT
+    data = tmp_path / 'det'
+    shutil.copytree(det_root, data)
+    images = json.loads((data / 'annotations' / 'val.json').read_text())['images']
+    victim = data / 'val' / images[0]['file_name']
+    victim.write_bytes(b'')
+    cfg = Config.fromfile(f'{ROOT}/configs/demo/retinanet_vovnet19slim_digits.py')
+    cfg.merge_from_dict({'data_root': f'{data}/',
+                         'unreadable_images': dict(skip_in_eval=True)})
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg = prepare_config(cfg, data_root_before='data/digits_det/', check_memory=False)
+    readable = cfg.val_dataloader.dataset.ann_file
+    assert readable == cfg.val_evaluator.ann_file == cfg.test_evaluator.ann_file
+    kept = json.loads(open(readable).read())
+    assert len(kept['images']) == len(images) - 1
+    assert images[0]['id'] not in {a['image_id'] for a in kept['annotations']}
+    assert (tmp_path / 'work' / 'unreadable_eval_images.txt').read_text().split() == [
+        str(victim)]
+    assert 'mmbackbones.UnreadableEvalImagesHook' in [h['type'] for h in cfg.custom_hooks]
+    from mmengine.runner import Runner
+    cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = cfg.param_scheduler = None
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader.dataset.indices = 8
+    metrics = Runner.from_cfg(cfg).test()  # evaluates without the image, no crash
+    assert 'coco/bbox_mAP' in metrics

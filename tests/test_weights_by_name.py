@@ -130,6 +130,7 @@ def test_name_of_another_network_is_refused_before_downloading(server, cache, en
     with pytest.raises(CheckpointError, match=r'holds a VoVNet with stem_stride=4; this model '
                                               r'has stem_stride=2'):
         build_backbone('VoVNet-19', weights=entry.name)
+    assert server.requests == {}  # refused before downloading
     with pytest.raises(CheckpointError, match=r"no public file of that name is for this VoVNet.*"
                                               r"vovnet-detectron2/V-19-eSE"):
         build_backbone('VoVNet-19', weights='vovnet-detectron2')

@@ -33,7 +33,7 @@ except ImportError as err:  # pragma: no cover - exercised where Detectron2 is a
 import torch
 
 from ..api import build_backbone
-from ..checkpoint import LoadReport, load_weights
+from ..loader import LoadReport, load_weights
 from ..models.base import BaseBackbone
 from .naming import (deepest_feature, feature_levels, freeze_at_to_frozen_stages,
                      norm_cfg_from_detectron2, output_shapes, size_divisibility)

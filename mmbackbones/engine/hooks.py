@@ -101,6 +101,30 @@ class UnreadableImagesHook(Hook):
 
 
 @HOOKS.register_module()
+class UnreadableEvalImagesHook(Hook):
+    """With ``unreadable_images.skip_in_eval=True``: every evaluation's log (and
+    scalars) says how many unreadable images were left out of it, and where
+    they are listed."""
+    priority = 'ABOVE_NORMAL'  # before the logger writes the epoch's line
+
+    def __init__(self, record: str):
+        self.record = record
+
+    def _report(self, runner, mode: str) -> None:
+        with open(self.record) as f:
+            names = [line.strip() for line in f if line.strip()]
+        runner.message_hub.update_scalar(f'{mode}/unreadable_left_out', len(names))
+        runner.logger.warning(f'{mode}: {len(names)} unreadable images left out of the '
+                              f'evaluated set (listed in {self.record})')
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._report(runner, 'val')
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._report(runner, 'test')
+
+
+@HOOKS.register_module()
 class CheckpointNetworkHook(Hook):
     """Every checkpoint of a run names its network, and every load of the run is
     strict (:func:`mmbackbones.load_weights`):

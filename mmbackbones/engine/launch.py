@@ -1,6 +1,7 @@
 """What tools/train.py and tools/test.py do to a config before building a Runner."""
 import copy
 import difflib
+import json
 import logging
 import os
 import os.path as osp
@@ -361,12 +362,17 @@ def guard_image_loading(cfg: Config) -> None:
     image (warning naming it, another sample drawn) and
     :class:`~mmbackbones.engine.UnreadableImagesHook` stops the run past
     ``unreadable_images.max_fraction`` of the set (0.1 %); evaluation stops naming
-    the file unless ``unreadable_images.skip_in_eval=True``."""
+    the file unless ``unreadable_images.skip_in_eval=True``, which leaves the
+    unreadable images out of the evaluated sets (:func:`leave_out_unreadable_eval_images`)."""
     options = {**UNREADABLE_DEFAULTS, **(cfg.get('unreadable_images') or {})}
     record = osp.join(cfg.get('work_dir') or '.', 'unreadable_images.txt')
     guarded = False
-    for loader, skip in (('train_dataloader', True), ('val_dataloader', options['skip_in_eval']),
-                         ('test_dataloader', options['skip_in_eval'])):
+    if options['skip_in_eval']:
+        leave_out_unreadable_eval_images(cfg)
+    # evaluation never skips inside the pipeline: a skipped sample would be replaced by
+    # another (MMPretrain) or crash (MMDetection); the sets were checked above instead
+    for loader, skip in (('train_dataloader', True), ('val_dataloader', False),
+                         ('test_dataloader', False)):
         for pipeline in _pipelines(cfg.get(loader)):
             for i, transform in enumerate(pipeline):
                 kind = transform.get('type') if isinstance(transform, dict) else None
@@ -385,6 +391,72 @@ def guard_image_loading(cfg: Config) -> None:
         hooks.append(dict(type='mmbackbones.UnreadableImagesHook', record=record,
                           max_fraction=options['max_fraction']))
         cfg.custom_hooks = hooks
+
+
+EVAL_RECORD = 'unreadable_eval_images.txt'
+
+
+def leave_out_unreadable_eval_images(cfg: Config) -> List[str]:
+    """``unreadable_images.skip_in_eval=True``: decode every image of the
+    validation and test sets once, now (in parallel), and evaluate on the readable
+    ones only: the dataset (and the COCO evaluator) read a filtered annotation
+    file, so no other image is ever scored in an unreadable one's place. The
+    files left out go to ``<work_dir>/unreadable_eval_images.txt`` (not the
+    training record), and every validation logs their count
+    (:class:`~.hooks.UnreadableEvalImagesHook`). Returns them."""
+    from ..datasets.check import Report, check_images, find_images, write_exclusions
+    work_dir = cfg.get('work_dir') or '.'
+    left_out, done = [], {}
+    for loader in ('val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        while isinstance(dataset, dict) and 'dataset' in dataset:
+            dataset = dataset['dataset']
+        if not isinstance(dataset, dict):
+            continue
+        root = dataset.get('data_root', '')
+        prefix = dataset.get('data_prefix') or dataset.get('split') or ''
+        if isinstance(prefix, dict):
+            prefix = prefix.get('img_path', prefix.get('img', ''))
+        folder = osp.join(root, prefix) if prefix else root
+        ann = dataset.get('ann_file')
+        ann = osp.join(root, ann) if ann and not osp.isabs(ann) else ann
+        key = (folder, ann)
+        if key not in done:
+            coco = ann if ann and ann.endswith('.json') else None
+            if ann and not coco:
+                raise ValueError(f'unreadable_images.skip_in_eval=True supports class folders '
+                                 f'and COCO sets; {loader} reads the list {ann}')
+            if coco:
+                with open(coco) as f:
+                    paths = [osp.join(folder, i['file_name']) for i in json.load(f)['images']]
+            else:
+                paths = find_images(folder)
+            report = Report(check_images(paths, workers=min(8, os.cpu_count() or 1),
+                                         progress=False))
+            out = osp.join(work_dir, 'eval_readable', loader.split('_')[0])
+            written = write_exclusions(report, out, folder, coco)
+            done[key] = (osp.abspath(written[-1]) if len(written) > 1 else None,
+                         report.unreadable)
+        readable, bad = done[key]
+        left_out += [p for p in bad if p not in left_out]
+        if bad and readable:
+            dataset['ann_file'] = readable
+            for metric in _as_list(cfg.get(loader.replace('dataloader', 'evaluator'))):
+                if isinstance(metric, dict) and metric.get('ann_file') and ann and \
+                        osp.abspath(metric['ann_file']) == osp.abspath(ann):
+                    metric['ann_file'] = readable
+    os.makedirs(work_dir, exist_ok=True)
+    record = osp.join(work_dir, EVAL_RECORD)
+    with open(record, 'w') as f:
+        f.writelines(p + '\n' for p in left_out)
+    if left_out:
+        print_log(f'{len(left_out)} unreadable evaluation images are left out of the evaluated '
+                  f'sets (listed in {record}): {left_out[:10]}', logger='current',
+                  level=logging.WARNING)
+        hooks = list(cfg.get('custom_hooks') or [])
+        hooks.append(dict(type='mmbackbones.UnreadableEvalImagesHook', record=record))
+        cfg.custom_hooks = hooks
+    return left_out
 
 
 def dataset_sets(cfg: Config) -> List[Tuple[str, str, Optional[str]]]:

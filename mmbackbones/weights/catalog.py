@@ -102,7 +102,8 @@ TIMM = [
     WeightsEntry('timm/ese_vovnet57b.ra4_e3600_r256_in1k',
                  _hub('ese_vovnet57b.ra4_e3600_r256_in1k'), 'VoVNet',
                  dict(depth=57, stem_stride=4, ese='last'), 'timm:ese_vovnet57b',
-                 '82.46 (timm results-imagenet.csv)', 256),
+                 '82.46 (timm results-imagenet.csv)', 256,
+                 dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), order='RGB', scale='0-1')),
 ]
 
 OPENMMLAB = [
