@@ -56,7 +56,7 @@ def test_a_backbone_without_a_reference_is_timed_alone_by_default(capsys):
     assert [(mode, model) for mode, model, *_ in rows] == [('infer', 'ours (eager)'),
                                                             ('train', 'ours (eager)')]
     assert 'no identical timm/torchvision network for VoVNet-19-slim' in capsys.readouterr().out
-    with pytest.raises(SystemExit, match='no identical reference for VoVNet-19-slim'):
+    with pytest.raises(ValueError, match='no identical reference for VoVNet-19-slim'):
         benchmark_tool.main(['VoVNet-19-slim', *TINY, '--against', 'reference'])
     assert '| mode |' not in capsys.readouterr().out  # refused before any table
 

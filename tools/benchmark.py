@@ -104,7 +104,7 @@ def main(argv=None):
     reference = reference_model(name, kwargs) if name and args.against in (None,
                                                                             'reference') else None
     if reference is None and args.against == 'reference':
-        raise SystemExit(f'no identical reference for {args.target} in timm or torchvision; '
+        raise ValueError(f'no identical reference for {args.target} in timm or torchvision; '
                          f'use --against unfused, eager or none')
     if args.against is None:
         args.against = 'reference' if reference is not None else 'none'

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     status = 0
     for name, folder, coco_ann in dataset_sets(args.target):
         if not osp.isdir(folder):
-            print(f'[{name}] {folder}: no such folder', file=sys.stderr)
+            print(f'check_dataset.py: error: [{name}] {folder}: no such folder', file=sys.stderr)
             status = 1
             continue
         print(f'[{name}] {folder}', flush=True)

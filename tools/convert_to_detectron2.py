@@ -81,11 +81,7 @@ def main(argv=None) -> None:
     parser.add_argument('--backbone', help='the network, for a checkpoint that does not name '
                                            "it (e.g. 'VoVNet-39')")
     args = parser.parse_args(argv)
-    from mmbackbones import CheckpointError
-    try:
-        count = convert(args.src, args.dst, args.arch, args.prefix, args.backbone)
-    except (FileNotFoundError, CheckpointError) as err:
-        sys.exit(f'convert_to_detectron2.py: error: {err}')
+    count = convert(args.src, args.dst, args.arch, args.prefix, args.backbone)
     print(f'wrote {count} backbone tensors to {args.dst} under {D2_PREFIX[args.arch]!r}')
 
 

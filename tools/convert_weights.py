@@ -45,7 +45,6 @@ def main(argv=None) -> str:
     parser.add_argument('--list', action='store_true',
                         help='print the public files by name and the known layouts')
     args = parser.parse_args(argv)
-    from mmbackbones.checkpoint import CheckpointError
     from mmbackbones.loader import network_record
     from mmbackbones.publish import write_release
     from mmbackbones import convert_weights
@@ -56,15 +55,12 @@ def main(argv=None) -> str:
         return ''
     if not args.src or not args.out:
         parser.error('give SRC and OUT (or --list)')
-    try:
-        converted = convert_weights(args.src, args.layout)
-        model = converted.build()  # every tensor, exactly
-        path = write_release(
-            {f'backbone.{k}': v for k, v in converted.state_dict.items()},
-            dict(source=osp.basename(args.src), layout=converted.source,
-                 backbone=network_record(model, converted.kwargs)), args.out)
-    except (FileNotFoundError, FileExistsError, CheckpointError) as err:
-        sys.exit(f'convert_weights.py: error: {err}')
+    converted = convert_weights(args.src, args.layout)
+    model = converted.build()  # every tensor, exactly
+    path = write_release(
+        {f'backbone.{k}': v for k, v in converted.state_dict.items()},
+        dict(source=osp.basename(args.src), layout=converted.source,
+             backbone=network_record(model, converted.kwargs)), args.out)
     print(f'{args.src}: {converted.source} layout, {len(converted.state_dict)} tensors'
           + (f'; set aside {converted.set_aside}' if converted.set_aside else ''))
     print(f'wrote {path} ({args.out} links to it). In a config:')

@@ -30,10 +30,7 @@ def main(argv=None) -> str:
         parser.error('give one --labels entry per work dir')
     args.out = args.out or osp.join(args.work_dirs[0], 'curves.png')
     from mmbackbones.engine.curves import plot_runs
-    try:
-        keys = plot_runs(args.work_dirs, args.keys, args.out, args.labels)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f'plot_curves.py: error: {err}')
+    keys = plot_runs(args.work_dirs, args.keys, args.out, args.labels)
     print(f'wrote {args.out} ({", ".join(keys)})')
     return args.out
 

@@ -23,12 +23,8 @@ def main(argv=None) -> str:
                         'with the hash appended and this name links to it; default: the '
                         'input\'s name with the hash, no link')
     args = parser.parse_args(argv)
-    from mmbackbones.checkpoint import CheckpointError
     from mmbackbones.publish import publish_checkpoint
-    try:
-        path = publish_checkpoint(args.in_file, args.out_file)
-    except (FileNotFoundError, FileExistsError, CheckpointError, ValueError) as err:
-        sys.exit(f'publish_model.py: error: {err}')
+    path = publish_checkpoint(args.in_file, args.out_file)
     print(path)
     return path
 

@@ -1,5 +1,5 @@
-# retinanet + FPN with timm's ConvNeXt-T (mmbackbones.Timm, timm's ImageNet weights from a
-# local file, see _base_/mmbackbones.py). ConvNeXt trains with AdamW, as in MMDetection's
+# retinanet + FPN with timm's ConvNeXt-T (mmbackbones.Timm, timm's published ImageNet
+# weights, downloaded once: see _base_/mmbackbones.py). ConvNeXt trains with AdamW, as in MMDetection's
 # own ConvNeXt configs.
 _base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '_base_/mmbackbones.py']
 model = dict(backbone={{_base_.convnext_tiny}},
