@@ -53,3 +53,20 @@ def test_tools_print_the_error_without_a_traceback_unless_debugging(tmp_path):
     assert '--debug or MMBACKBONES_DEBUG=1 shows the traceback' in plain.stderr
     debug = run_tool(args + ['--debug'], check=False)
     assert debug.returncode != 0 and 'Traceback' in debug.stderr
+
+
+def test_the_documented_activations_are_the_accepted_ones():
+    """docs/backbones.md said act_cfg takes 'any of mmcv's activations'; RReLU,
+    HSigmoid and Clamp were refused. The page now lists what is accepted."""
+    import re
+
+    from mmbackbones.models.layers import ACTIVATIONS
+    from training_utils import ROOT
+    row = next(line for line in open(f'{ROOT}/docs/backbones.md')
+               if line.startswith("| `act_cfg=dict(type='ReLU')`"))
+    listed, refused = row.split('(mmcv')[0], row.split('(mmcv')[1]
+    names = set(re.findall(r'`(\w+)`', listed.split('|', 2)[2]))
+    assert names == set(ACTIVATIONS)
+    for name in re.findall(r'`(\w+)`', refused.split(')')[0]):
+        with pytest.raises(ValueError, match=rf"unknown activation type '{name}'"):
+            build_backbone('VoVNet-19-slim', act_cfg=dict(type=name))
