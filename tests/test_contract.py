@@ -168,7 +168,7 @@ def test_vovnet_v1_has_no_residual_nor_ese():
     (dict(norm_cfg=dict(type='BatchNorm')), r"unknown norm type 'BatchNorm'.*'BN'.*'GN'"),
     (dict(norm_cfg=dict(type='GN')), r'num_groups'),
     (dict(act_cfg=dict(type='Relu')), r"unknown activation type 'Relu'.*'ReLU'"),
-    (dict(residual=False, drop_path_rate=0.1), r'no residual blocks'),
+    (dict(residual=False, drop_path_rate=0.1), r'residual=False \(V1\) has no residual connections'),
 ])
 def test_bad_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
