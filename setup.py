@@ -26,7 +26,9 @@ setup(
     extras_require={
         'pretrain': ['mmpretrain>=1.2.0,<1.3', 'scikit-learn>=1.3'],
         'det': ['mmdet>=3.3.0,<3.4', 'scikit-learn>=1.3'],
-        'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
+        # torch.onnx.export's default (dynamo) exporter needs onnxscript
+        'onnx': ['onnx>=1.15', 'onnxruntime>=1.17', 'onnxscript>=0.7'],
+        'openvino': ['openvino>=2026.4'],
         'benchmark': ['timm==1.0.31'],
         # mmbackbones.Timm: any timm model as a backbone (features_only, feature_info)
         'timm': ['timm>=1.0.31,<2', 'safetensors'],

@@ -174,21 +174,22 @@ def test_inductor_compile_every_variant(name):
     compile_and_check(name, train=False)
 
 
+@pytest.mark.parametrize('dynamo', [True, False], ids=['dynamo', 'torchscript'])
 @pytest.mark.parametrize('name', CODE_PATHS)
-def test_onnx_export_matches_pytorch(name, tmp_path):
-    import onnxruntime
-    model = fuse(with_statistics(name))
-    x = torch.randn(1, 3, 64, 96)
-    path = tmp_path / 'model.onnx'
-    torch.onnx.export(model, (x, ), str(path), dynamo=False, opset_version=17,
-                      input_names=['image'], output_names=[f'level{i}' for i in range(5)],
-                      dynamic_axes={'image': {0: 'batch', 2: 'height', 3: 'width'}})
-    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+def test_onnx_export_matches_pytorch_in_onnxruntime_and_openvino(name, dynamo, tmp_path):
+    """torch's default exporter (dynamo, as a user calls it) and the TorchScript
+    one, dynamic batch and size; ONNX Runtime and OpenVINO against PyTorch."""
+    from mmbackbones.export import export_onnx, run_onnxruntime, run_openvino
+    model = with_statistics(name)
+    path = export_onnx(model, str(tmp_path / 'model.onnx'), shape=(1, 3, 64, 96),
+                       dynamo=dynamo)
     y = torch.randn(2, 3, 96, 64)  # another shape: the axes are dynamic
-    got = session.run(None, {'image': y.numpy()})
     with torch.no_grad():
-        expected = model(y)
-    assert_close_relative([torch.from_numpy(g) for g in got], expected, rel=1e-4)
+        expected = fuse(model).eval()(y)
+    runtimes = [run_onnxruntime] + ([run_openvino] if dynamo else [])
+    for run in runtimes:
+        got = run(path, y.numpy())
+        assert_close_relative([torch.from_numpy(g) for g in got], expected, rel=1e-4)
 
 
 @pytest.mark.parametrize('norm', ['SyncBN', 'reverted SyncBN'])
@@ -231,3 +232,40 @@ def test_fuse_folds_a_batchnorm_without_affine_terms():
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert_close_relative([fuse(model)(x)], [model(x)], rel=1e-5)
+
+
+@pytest.mark.parametrize('model_name', ['resnet18d', 'convnext_atto', 'efficientnet_b0'])
+def test_timm_backbones_export_and_run_in_both_runtimes(model_name, tmp_path):
+    pytest.importorskip('timm')
+    from mmbackbones import Timm
+    from mmbackbones.export import export_onnx, run_onnxruntime, run_openvino
+    model = random_bn_statistics(Timm(model_name)).eval()
+    path = export_onnx(model, str(tmp_path / 'timm.onnx'), shape=(1, 3, 64, 64))
+    y = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        expected = fuse(model).eval()(y)
+    for run in (run_onnxruntime, run_openvino):
+        assert_close_relative([torch.from_numpy(g) for g in run(path, y.numpy())], expected,
+                              rel=1e-4)
+
+
+def test_export_refuses_bad_input_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import sys
+    from mmbackbones.export import export_onnx
+    model = build_backbone('VoVNet-19-slim')
+    path = tmp_path / 'model.onnx'
+    with pytest.raises(ValueError, match=r'multiples of 32.*\(1, 3, 224, 256\), or '
+                                         r'dynamic=False'):
+        export_onnx(model, str(path), shape=(1, 3, 200, 250))
+    monkeypatch.setitem(sys.modules, 'onnxscript', None)  # as where it is not installed
+    with pytest.raises(ImportError, match=r'needs onnxscript: pip install "mmbackbones\[onnx\]"'):
+        export_onnx(model, str(path), shape=(1, 3, 64, 64))
+    monkeypatch.undo()
+
+    def fails_half_way(model, args, f, **kwargs):
+        open(f, 'wb').write(b'partial')
+        raise RuntimeError('unsupported operator')
+    monkeypatch.setattr(torch.onnx, 'export', fails_half_way)
+    with pytest.raises(RuntimeError, match='unsupported operator'):
+        export_onnx(model, str(path), shape=(1, 3, 64, 64))
+    assert list(tmp_path.iterdir()) == []  # nothing under the final name, no leftover
