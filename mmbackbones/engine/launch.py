@@ -408,18 +408,10 @@ def leave_out_unreadable_eval_images(cfg: Config) -> List[str]:
     work_dir = cfg.get('work_dir') or '.'
     left_out, done = [], {}
     for loader in ('val_dataloader', 'test_dataloader'):
-        dataset = (cfg.get(loader) or {}).get('dataset')
-        while isinstance(dataset, dict) and 'dataset' in dataset:
-            dataset = dataset['dataset']
-        if not isinstance(dataset, dict):
+        dataset = innermost_dataset(cfg, loader)
+        if dataset is None:
             continue
-        root = dataset.get('data_root', '')
-        prefix = dataset.get('data_prefix') or dataset.get('split') or ''
-        if isinstance(prefix, dict):
-            prefix = prefix.get('img_path', prefix.get('img', ''))
-        folder = osp.join(root, prefix) if prefix else root
-        ann = dataset.get('ann_file')
-        ann = osp.join(root, ann) if ann and not osp.isabs(ann) else ann
+        folder, ann = dataset_paths(dataset)
         key = (folder, ann)
         if key not in done:
             coco = ann if ann and ann.endswith('.json') else None
@@ -463,34 +455,41 @@ def dataset_sets(cfg: Config) -> List[Tuple[str, str, Optional[str]]]:
     """``(loader, image folder, annotation file or None)`` of the config's
     train/val/test sets (through dataset wrappers); val and test often share one."""
     sets = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        dataset = (cfg.get(loader) or {}).get('dataset')
-        while isinstance(dataset, dict) and 'dataset' in dataset:  # wrappers
-            dataset = dataset['dataset']
-        if not isinstance(dataset, dict):
+    for loader in LOADER_NAMES:
+        dataset = innermost_dataset(cfg, loader)
+        if dataset is None:
             continue
-        root = dataset.get('data_root', '')
-        prefix = dataset.get('data_prefix') or dataset.get('split') or ''
-        if isinstance(prefix, dict):
-            prefix = prefix.get('img_path', prefix.get('img', ''))
-        ann = dataset.get('ann_file')
-        entry = (loader, osp.join(root, prefix) if prefix else root,
-                 osp.join(root, ann) if ann else None)
+        entry = (loader, *dataset_paths(dataset))
         if entry[1:] not in [s[1:] for s in sets]:
             sets.append(entry)
     return sets
 
 
+LOADER_NAMES = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def innermost_dataset(cfg: Config, loader: str) -> Optional[dict]:
+    """The dataset dict of ``cfg[loader]``, through dataset wrappers, or None."""
+    dataset = (cfg.get(loader) or {}).get('dataset')
+    while isinstance(dataset, dict) and 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset if isinstance(dataset, dict) else None
+
+
+def dataset_paths(dataset: dict) -> Tuple[str, Optional[str]]:
+    """``(image folder, annotation file or None)`` of a dataset dict."""
+    root = dataset.get('data_root', '')
+    prefix = dataset.get('data_prefix') or dataset.get('split') or ''
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path', prefix.get('img', ''))
+    ann = dataset.get('ann_file')
+    return osp.join(root, prefix) if prefix else root, osp.join(root, ann) if ann else None
+
+
 def _datasets(cfg: Config) -> List[dict]:
     """The innermost dataset dict of each dataloader (through wrappers)."""
-    found = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        dataset = (cfg.get(loader) or {}).get('dataset')
-        while isinstance(dataset, dict) and 'dataset' in dataset:
-            dataset = dataset['dataset']
-        if isinstance(dataset, dict) and dataset.get('data_root'):
-            found.append(dataset)
-    return found
+    datasets = [innermost_dataset(cfg, loader) for loader in LOADER_NAMES]
+    return [d for d in datasets if d is not None and d.get('data_root')]
 
 
 def apply_data_root(cfg: Config, before: Optional[str] = None) -> None:
