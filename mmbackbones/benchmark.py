@@ -139,13 +139,27 @@ def compare(runs: Dict[str, Tuple[nn.Module, Setting]], repeats: int = 7,
             results[name].peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20
         elif settings[0].mode == 'train':
             results[name].peak_memory_mb = saved_activation_mb(step)
+    timed = alternate(steps, repeats, iters, warmup=0, sync=lambda: _sync(device))
+    for name, result in timed.items():
+        results[name].step_times = result.step_times
+    return results
+
+
+def alternate(steps: Dict[str, Callable[[], object]], repeats: int = 7, iters: int = 3,
+              warmup: int = 2, sync: Callable[[], None] = lambda: None) -> Dict[str, Result]:
+    """Time each of ``steps`` (name -> a callable doing one step), alternating
+    between them every repeat; ``warmup`` untimed calls each first."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    results = {name: Result(name) for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            _sync(device)
+            sync()
             start = time.perf_counter()
             for _ in range(iters):
                 step()
-            _sync(device)
+            sync()
             results[name].step_times.append((time.perf_counter() - start) / iters)
     return results
 

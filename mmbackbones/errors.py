@@ -1,4 +1,4 @@
-"""The errors loading raises, at the bottom so every layer can raise them."""
+"""The package's own errors, at the bottom so every layer can raise them."""
 
 
 class CheckpointError(RuntimeError):
@@ -11,3 +11,7 @@ class DownloadError(CheckpointError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A readable checkpoint that needs types outside the safe allow-list."""
+
+
+class ExportError(ValueError):
+    """A model, or a part of it, that cannot be exported as asked."""

@@ -27,6 +27,7 @@ def on_demo_data(cfg: Config, det_root: str) -> Config:
                          metainfo=dict(classes=CLASSES), ann_file=f'annotations/{split}.json',
                          data_prefix=dict(img=f'{split}/'), pipeline=pipeline,
                          filter_cfg=None, indices=2))
+    cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
     return cfg
 
 

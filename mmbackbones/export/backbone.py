@@ -1,4 +1,4 @@
-"""Exporting a backbone to ONNX, and running the file in ONNX Runtime or OpenVINO.
+"""Exporting a backbone to ONNX.
 
 ``export_onnx`` folds BatchNorm (:func:`~mmbackbones.deploy.fuse`), and exports
 with torch's default exporter (``dynamo=True``, which needs ``onnxscript``) or
@@ -12,11 +12,10 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from .deploy import fuse
+from ..deploy import fuse
 
 #: every backbone's deepest stride: a dynamic export takes sizes in multiples of it
 SIZE_MULTIPLE = 32
@@ -76,27 +75,3 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 224, 
 def _round_up(shape: Sequence[int]) -> tuple:
     up = [-(-s // SIZE_MULTIPLE) * SIZE_MULTIPLE for s in shape[2:]]
     return (*shape[:2], *up)
-
-
-def run_onnxruntime(path: str, x: np.ndarray) -> List[np.ndarray]:
-    """The outputs of ONNX Runtime (CPU) on ``x``."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError('ONNX Runtime is not installed: pip install "mmbackbones[onnx]"') \
-            from None
-    session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
-    return session.run(None, {session.get_inputs()[0].name: x})
-
-
-def run_openvino(path: str, x: np.ndarray) -> List[np.ndarray]:
-    """The outputs of OpenVINO (CPU, fp32 inference: on CPUs with bf16 it would
-    otherwise pick bf16) on ``x``."""
-    try:
-        import openvino
-    except ImportError:
-        raise ImportError('OpenVINO is not installed: pip install "mmbackbones[openvino]"') \
-            from None
-    compiled = openvino.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
-    result = compiled(x)
-    return [result[output] for output in compiled.outputs]

@@ -1,0 +1,117 @@
+"""Running an exported model in an inference runtime on the CPU: ONNX Runtime or
+OpenVINO. A :class:`Session` loads the file once and runs it many times (what a
+server does, and what a benchmark must time); ``run_onnxruntime`` and
+``run_openvino`` are the one-call forms."""
+import os
+import os.path as osp
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+BACKENDS = ('onnxruntime', 'openvino')
+#: what to install for each runtime
+INSTALL = {'onnxruntime': 'pip install "mmbackbones[onnx]" (or onnxruntime)',
+           'openvino': 'pip install "mmbackbones[openvino]" (or openvino)'}
+
+Inputs = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f'backend={backend!r}: choose one of {", ".join(BACKENDS)}')
+    return backend
+
+
+def require(backend: str):
+    """The runtime's module, or an ImportError naming what to install."""
+    check_backend(backend)
+    try:
+        if backend == 'onnxruntime':
+            import onnxruntime
+            return onnxruntime
+        import openvino
+        return openvino
+    except ImportError:
+        raise ImportError(f'{backend} is not installed: {INSTALL[backend]}') from None
+
+
+class Session:
+    """An exported model loaded into ``backend`` on the CPU.
+
+    ``path`` is an ONNX file (either runtime) or an OpenVINO IR ``.xml``.
+    OpenVINO computes in fp32 (on a CPU with bf16 it would otherwise pick bf16);
+    ``threads`` caps the runtime's threads (default: the runtime's choice)."""
+
+    def __init__(self, path: str, backend: str = 'onnxruntime',
+                 threads: Optional[int] = None):
+        runtime = require(backend)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{path}: no such exported model (tools/deploy.py writes one)')
+        self.backend, self.path = backend, path
+        if backend == 'onnxruntime':
+            options = runtime.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+            self._session = runtime.InferenceSession(path, options,
+                                                     providers=['CPUExecutionProvider'])
+            self.input_names = [i.name for i in self._session.get_inputs()]
+            self.output_names = [o.name for o in self._session.get_outputs()]
+        else:
+            config = {'INFERENCE_PRECISION_HINT': 'f32'}
+            if threads:
+                config['INFERENCE_NUM_THREADS'] = threads
+            self._compiled = runtime.Core().compile_model(path, 'CPU', config)
+            self._request = self._compiled.create_infer_request()
+            self.input_names = [i.get_any_name() for i in self._compiled.inputs]
+            self.output_names = [o.get_any_name() for o in self._compiled.outputs]
+
+    def _feed(self, inputs: Inputs) -> Dict[str, np.ndarray]:
+        """By position, or by name (a dict may hold inputs the model does not
+        take: an exporter drops an input the graph does not use)."""
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        if not isinstance(inputs, Mapping):
+            if len(inputs) != len(self.input_names):
+                raise ValueError(f'{self.path} takes {len(self.input_names)} inputs '
+                                 f'({", ".join(self.input_names)}), got {len(inputs)}')
+            inputs = dict(zip(self.input_names, inputs))
+        missing = set(self.input_names) - set(inputs)
+        if missing:
+            raise ValueError(f'{self.path}: inputs {sorted(missing)} missing '
+                             f'(it takes {", ".join(self.input_names)})')
+        return {name: np.ascontiguousarray(inputs[name]) for name in self.input_names}
+
+    def __call__(self, inputs: Inputs) -> List[np.ndarray]:
+        feed = self._feed(inputs)
+        if self.backend == 'onnxruntime':
+            return self._session.run(None, feed)
+        result = self._request.infer(feed)
+        return [np.asarray(result[output]) for output in self._compiled.outputs]
+
+
+def run_onnxruntime(path: str, inputs: Inputs) -> List[np.ndarray]:
+    """The outputs of ONNX Runtime (CPU) on ``inputs`` (an array, a list, or a
+    dict by input name)."""
+    return Session(path, 'onnxruntime')(inputs)
+
+
+def run_openvino(path: str, inputs: Inputs) -> List[np.ndarray]:
+    """The outputs of OpenVINO (CPU, fp32 inference) on ``inputs``."""
+    return Session(path, 'openvino')(inputs)
+
+
+def to_openvino_ir(onnx_path: str, xml_path: str) -> str:
+    """Convert an ONNX file to OpenVINO's IR (``.xml`` + ``.bin``), atomically."""
+    openvino = require('openvino')
+    model = openvino.convert_model(onnx_path)
+    tmp = f'{xml_path[:-len(".xml")]}.{os.getpid()}.part.xml'
+    try:
+        openvino.save_model(model, tmp, compress_to_fp16=False)
+        os.replace(tmp[:-len('.xml')] + '.bin', xml_path[:-len('.xml')] + '.bin')
+        os.replace(tmp, xml_path)
+    finally:
+        for leftover in (tmp, tmp[:-len('.xml')] + '.bin'):
+            if osp.exists(leftover):
+                os.remove(leftover)
+    return xml_path

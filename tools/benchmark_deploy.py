@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Inference speed of a detector and of its backbone, side by side in one run:
+PyTorch eager, ``deploy()`` (BN folded, channels-last), and the exported graph in
+ONNX Runtime and OpenVINO, on the same prepared batch of real photos.
+
+    python tools/benchmark_deploy.py configs/detection/retinanet_vovnet39_fpn_1x_coco.py \\
+        --shape 512 --batch 1 8
+
+Runs alternate between the backends every repeat (machine noise hits all
+alike); reported are the median time per batch (min..max over the repeats),
+images/s and the speed-up over eager. The detector runs whole: the test
+pipeline's preprocessing is done once beforehand, the post-processing (NMS) is
+timed (``predict()`` in PyTorch, inside the graph in the runtimes). Weights are
+random unless ``--checkpoint`` (speed does not depend on them, except through
+the number of NMS candidates: a trained model's are fewer).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import tempfile
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
+
+BACKENDS = ('eager', 'deploy', 'onnxruntime', 'openvino')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='an MMDetection config')
+    parser.add_argument('--checkpoint', help='the detector\'s weights (default: random)')
+    parser.add_argument('--shape', type=int, default=512,
+                        help='resize the photos to fit this square, padded (default 512)')
+    parser.add_argument('--batch', type=int, nargs='+', default=[1, 8])
+    parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument('--part', choices=['detector', 'backbone', 'both'], default='both')
+    parser.add_argument('--threads', type=int, default=os.cpu_count(),
+                        help='threads for every backend (default: all cores)')
+    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--iters', type=int, default=2)
+    parser.add_argument('--warmup', type=int, default=2)
+    return parser.parse_args(argv)
+
+
+def photo_batch(detector, cfg, size: int, batch: int, folder: str):
+    """``batch`` real photos through the test pipeline, resized to fit
+    ``size`` x ``size``: (image, image_shape, samples)."""
+    from mmbackbones.datasets.photos import write_sample_photos
+    from mmbackbones.export.detector import preprocess, test_pipeline
+    cfg = cfg.copy()
+    for loader in ('test_dataloader', 'val_dataloader'):
+        if cfg.get(loader):
+            for step in cfg[loader].dataset.pipeline:
+                if 'Resize' in step['type']:
+                    step.update(scale=(size, size), keep_ratio=True)
+    return preprocess(detector, test_pipeline(cfg), write_sample_photos(folder, batch))
+
+
+def detector_steps(detector, graph_paths, backends, image, shapes, samples, threads):
+    import torch
+
+    from mmbackbones import deploy
+    from mmbackbones.export import Session
+    steps = {}
+    if 'eager' in backends:
+        steps['eager'] = lambda: detector.predict(image, samples)
+    if 'deploy' in backends:
+        fast = deploy(detector)
+        steps['deploy'] = lambda: fast.predict(image, samples)
+    feed = [image.numpy(), shapes.numpy()]
+    for backend in ('onnxruntime', 'openvino'):
+        if backend in backends:
+            session = Session(graph_paths[backend], backend, threads)
+            steps[backend] = lambda session=session: session(feed)
+    return {name: _no_grad(step, torch) for name, step in steps.items()}
+
+
+def backbone_steps(backbone, paths, backends, image, threads):
+    import torch
+
+    from mmbackbones import deploy
+    from mmbackbones.export import Session
+    steps = {}
+    if 'eager' in backends:
+        steps['eager'] = lambda: backbone(image)
+    if 'deploy' in backends:
+        fast = deploy(backbone)
+        steps['deploy'] = lambda: fast(image)
+    for backend in ('onnxruntime', 'openvino'):
+        if backend in backends:
+            session = Session(paths[backend], backend, threads)
+            steps[backend] = lambda session=session: session(image.numpy())
+    return {name: _no_grad(step, torch) for name, step in steps.items()}
+
+
+def _no_grad(step, torch):
+    def run():
+        with torch.no_grad():
+            step()
+    return run
+
+
+def exported(work, name, export, backends):
+    """The model exported once as ONNX, and as OpenVINO IR where asked."""
+    from mmbackbones.export.runtime import to_openvino_ir
+    onnx_path = export(osp.join(work, f'{name}.onnx'))
+    paths = {'onnxruntime': onnx_path}
+    if 'openvino' in backends:
+        paths['openvino'] = to_openvino_ir(onnx_path, osp.join(work, f'{name}.xml'))
+    return paths
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from mmbackbones.benchmark import alternate
+    from mmbackbones.export import export_onnx
+    from mmbackbones.export.detector import build_detector, export_detector
+    torch.set_num_threads(args.threads)
+    detector, cfg = build_detector(args.config, args.checkpoint)
+    print(f'| part | batch | backend | ms / batch (min..max) | images/s | x eager |')
+    print('|---|---|---|---|---|---|')
+    with tempfile.TemporaryDirectory() as work:
+        parts = ['detector', 'backbone'] if args.part == 'both' else [args.part]
+        size = (args.shape, args.shape)
+        paths = {}
+        if 'detector' in parts:
+            paths['detector'] = exported(work, 'detector', lambda p: export_detector(
+                detector, p, size, dynamic=True), args.backends)
+        if 'backbone' in parts:
+            paths['backbone'] = exported(work, 'backbone', lambda p: export_onnx(
+                detector.backbone, p, (1, 3, *size), dynamic=True, dynamo=False),
+                args.backends)
+        for batch in args.batch:
+            image, shapes, samples = photo_batch(detector, cfg, args.shape, batch,
+                                                 osp.join(work, 'photos'))
+            for part in parts:
+                steps = (detector_steps(detector, paths[part], args.backends, image, shapes,
+                                        samples, args.threads) if part == 'detector' else
+                         backbone_steps(detector.backbone.eval(), paths[part], args.backends,
+                                        image, args.threads))
+                results = alternate(steps, args.repeats, args.iters, args.warmup)
+                eager = results['eager'].median if 'eager' in results else None
+                for name, result in results.items():
+                    times = [t * 1e3 for t in result.step_times]
+                    ratio = f'{eager / result.median:.2f}' if eager else '-'
+                    print(f'| {part} | {batch} | {name} | {result.median * 1e3:.0f} '
+                          f'({min(times):.0f}..{max(times):.0f}) | '
+                          f'{result.throughput(batch):.1f} | {ratio} |', flush=True)
+        print(f'\n{args.config}, input {tuple(image.shape[2:])} (photos fit to '
+              f'{args.shape} px, padded), {args.threads} threads, median of {args.repeats} '
+              f'repeats x {args.iters} batches.')
+    return 0
+
+
+if __name__ == '__main__':
+    from mmbackbones.cli import run
+    run(main)
