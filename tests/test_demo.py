@@ -1,6 +1,8 @@
 """The main job's headline: the pretrained backbone's detection gain, over several
 seeds, must exceed the run-to-run spread; and how the demo shares the machine."""
+import glob
 import os.path as osp
+import re
 import sys
 
 import pytest
@@ -43,6 +45,9 @@ def test_detector_runs_share_the_cores():
 
 def test_progress_is_read_from_each_run_log(tmp_path):
     assert demo.job_progress(str(tmp_path), epochs=8) is None  # not started
+    for partial in ('', '[demo-job] star'):  # opened, first line not yet written
+        (tmp_path / demo.JOB_LOG).write_text(partial)
+        assert demo.job_progress(str(tmp_path), epochs=8) is None
     (tmp_path / demo.JOB_LOG).write_text(
         '[demo-job] started 1000.0\n'
         '12/02 14:35:58 - mmengine - INFO - Epoch(train) [1][10/40]  lr: 1e-4\n'
@@ -79,3 +84,13 @@ def test_quick_demo_gain_exceeds_the_spread(tmp_path, capsys):
     for seed in (0, 1):
         log = (tmp_path / f'detection_random_seed{seed}' / demo.JOB_LOG).read_text()
         assert 'Epoch(train) [3]' in log  # each run's own output went to its own log
+    # the trained detector deploys: the same detections and mAP in both runtimes
+    import deploy
+    checkpoint = max(glob.glob(str(tmp_path / 'detection_pretrained_seed0' / 'epoch_*.pth')))
+    for backend in ('onnxruntime', 'openvino'):
+        assert deploy.main([demo.DET_CONFIG, checkpoint, '--backend', backend, '--eval',
+                            '--work-dir', str(tmp_path / f'deploy_{backend}')]) == 0
+        out = capsys.readouterr().out
+        assert 'images whose detections differ: 0' in out, out
+        pytorch, runtime = (float(m) for m in re.findall(r"bbox_mAP': ([0-9.]+)", out))
+        assert pytorch > 0.01 and abs(pytorch - runtime) <= 0.001, out

@@ -3,6 +3,7 @@ the graph computes MMDetection's predictions, in PyTorch, ONNX Runtime and
 OpenVINO, for each detector family of configs/detection."""
 import os
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from mmengine.config import Config
 from detection_utils import on_demo_data
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
 FAMILIES = {
     'retinanet': 'retinanet_vovnet39_fpn_1x_coco.py',
     'fcos': 'fcos_vovnet39_fpn_gn-head_1x_coco.py',
@@ -79,3 +81,120 @@ def test_graph_computes_mmdetection_predictions(family, det_root, photos):
         dets, labels = DetectorGraph(detector)(image, image_shape)
     got = [to_instances(d.numpy(), l.numpy(), s) for d, l, s in zip(dets, labels, samples)]
     assert_same(expected, got)
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """Each family's random detector, exported once (dynamic batch and size,
+    traced at 128 x 128), as ONNX and as OpenVINO IR."""
+    cache = {}
+
+    def get(family, det_root):
+        if family not in cache:
+            from mmbackbones.export.detector import export_detector
+            from mmbackbones.export.runtime import to_openvino_ir
+            cfg = family_config(family, det_root)
+            detector = random_detector(cfg)
+            folder = tmp_path_factory.mktemp(family)
+            onnx_path = export_detector(detector, str(folder / 'end2end.onnx'), (128, 128))
+            assert not detector.training  # the exporter restores modes: eval stays eval
+            cache[family] = (cfg, detector, dict(
+                onnxruntime=onnx_path,
+                openvino=to_openvino_ir(onnx_path, str(folder / 'end2end.xml'))))
+        return cache[family]
+    return get
+
+
+@pytest.mark.parametrize('family', list(FAMILIES))
+def test_exported_detector_equals_pytorch_in_both_runtimes(family, det_root, photos, exported):
+    """ONNX Runtime and OpenVINO give predict()'s detections at the traced size
+    and, from the same file, at another batch and size (the axes are dynamic)."""
+    from mmbackbones.export import Session
+    from mmbackbones.export.detector import predict_torch, to_instances
+    cfg, detector, paths = exported(family, det_root)
+    sessions = {backend: Session(path, backend) for backend, path in paths.items()}
+    for scale, count in ((128, 2), (200, 3)):
+        for step in cfg.test_dataloader.dataset.pipeline:
+            if step['type'] == 'Resize':
+                step['scale'] = (scale, scale)
+        image, image_shape, samples = prepared(detector, cfg, photos[:count])
+        expected = predict_torch(detector, image, samples)
+        assert all(len(e['scores']) > 10 for e in expected)
+        for backend, session in sessions.items():
+            dets, labels = session(dict(image=image.numpy(), image_shape=image_shape.numpy()))
+            assert dets.shape == (count, 100, 5) and labels.shape == (count, 100)
+            got = [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)]
+            assert_same(expected, got)
+
+
+def save_random_checkpoint(cfg, path):
+    torch.save({'state_dict': random_detector(cfg).state_dict()}, path)
+    return str(path)
+
+
+def test_deploy_tool_static_file_equals_pytorch_and_refuses_other_sizes(det_root, tmp_path,
+                                                                        capsys):
+    """tools/deploy.py on the demo RetinaNet: a static OpenVINO deployment, checked
+    on a demo image; a batch of another shape is a clear error, not the runtime's."""
+    import deploy as deploy_tool
+
+    from mmbackbones.export.detector import DeployedDetector
+    demo = Config.fromfile(osp.join(ROOT, 'configs', 'demo', 'retinanet_vovnet19slim_digits.py'))
+    checkpoint = save_random_checkpoint(on_demo_data(demo, det_root), tmp_path / 'det.pth')
+    work = tmp_path / 'deploy'
+    image = val_images(det_root, 1)[0]
+    status = deploy_tool.main([
+        osp.join(ROOT, 'configs', 'demo', 'retinanet_vovnet19slim_digits.py'), checkpoint,
+        '--backend', 'openvino', '--static', '--shape', '128', '--work-dir', str(work),
+        '--test-img', image, '--cfg-options', f'data_root={det_root}/',
+        'model.backbone.init_cfg=None'])
+    out = capsys.readouterr().out
+    assert status == 0 and 'equal to PyTorch' in out, out
+    assert sorted(os.listdir(work)) == ['deploy.json', 'end2end.bin', 'end2end.onnx',
+                                        'end2end.xml', 'model_config.py']
+    deployed = DeployedDetector(str(work))
+    assert len(deployed([image])[0]['scores']) == len(deployed([image])[0]['labels'])
+    with pytest.raises(ValueError, match=r'exactly \(1, 3, 128, 128\) \(static\)'):
+        deployed.run(torch.zeros(2, 3, 128, 128), torch.tensor([[128, 128]] * 2))
+
+
+def test_what_cannot_be_exported_is_refused_by_name(det_root, tmp_path):
+    from mmbackbones.errors import ExportError
+    from mmbackbones.export.detector_graph import DetectorGraph
+    cfg = family_config('retinanet', det_root)
+    cfg.model.test_cfg.nms = dict(type='soft_nms', iou_threshold=0.5)
+    with pytest.raises(ExportError, match=r"soft_nms.*Supported: RetinaNet-like"):
+        DetectorGraph(random_detector(cfg))
+    centernet = tmp_path / 'centernet.py'
+    centernet.write_text("_base_ = ['mmdet::centernet/centernet_r18_8xb16-crop512-140e_coco.py']")
+    cfg = Config.fromfile(str(centernet))
+    cfg.model.backbone.init_cfg = None
+    with pytest.raises(ExportError, match=r'CenterNet with CenterNetHead: its post-processing'):
+        DetectorGraph(random_detector(cfg))
+
+
+def test_bad_input_leaves_no_file(det_root, tmp_path, monkeypatch):
+    """A size the detector cannot take, a missing runtime, a checkpoint of another
+    detector, a failing exporter: each a clear error, and no file behind."""
+    from mmbackbones.errors import CheckpointError
+    from mmbackbones.export.detector import export_detector, write_deployment
+    cfg = family_config('retinanet', det_root)
+    detector = random_detector(cfg)
+    target = tmp_path / 'out' / 'end2end.onnx'
+    with pytest.raises(ValueError, match=r'multiples of 32.*e\.g\. \(128, 128\)'):
+        export_detector(detector, str(target), (100, 128))
+    monkeypatch.setitem(sys.modules, 'openvino', None)
+    with pytest.raises(ImportError, match=r'pip install "mmbackbones\[openvino\]"'):
+        write_deployment(cfg, None, str(tmp_path / 'out'), 'openvino')
+    monkeypatch.undo()
+    other = save_random_checkpoint(family_config('fcos', det_root), tmp_path / 'fcos.pth')
+    with pytest.raises(CheckpointError, match='fcos|bbox_head'):
+        write_deployment(cfg, other, str(tmp_path / 'out'), 'onnxruntime')
+
+    def failing(*args, **kwargs):
+        open(args[2], 'w').write('half a file')
+        raise RuntimeError('exporter failed')
+    monkeypatch.setattr(torch.onnx, 'export', failing)
+    with pytest.raises(RuntimeError, match='exporter failed'):
+        export_detector(detector, str(target), (128, 128))
+    assert not osp.exists(tmp_path / 'out') or os.listdir(tmp_path / 'out') == []

@@ -357,3 +357,28 @@ def test_resume_keeps_the_imagenet_file_until_a_checkpoint_exists(tmp_path):
     assert not has_checkpoint(str(tmp_path))  # named, but not there
     (tmp_path / 'model_0000999.pth').write_bytes(b'')
     assert has_checkpoint(str(tmp_path))
+
+
+@needs_d2
+@pytest.mark.parametrize('meta', ['retinanet', 'rcnn'])
+def test_detectron2_export_equals_eager(d2, meta, tmp_path):
+    """Detectron2's own export path (TracingAdapter): TorchScript and ONNX
+    (run in ONNX Runtime) give the eager model's flat outputs on the traced image."""
+    from detectron2.modeling import build_model
+
+    from mmbackbones.export import run_onnxruntime
+    from mmbackbones.export.detectron2 import export_detectron2
+    model = build_model(d2_cfg(d2, meta, 'VoVNet', dict(depth=19, slim=True))).eval()
+    image = demo_inputs()[0]['image']
+    path, adapter = export_detectron2(model, image, str(tmp_path / 'model.ts'))
+    with torch.no_grad():
+        expected = adapter(image)
+        traced = torch.jit.load(path)(image)
+    assert len(expected) == len(traced) >= 3
+    for want, got in zip(expected, traced):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    instances = adapter.outputs_schema(traced)[0]['instances']
+    assert instances.pred_boxes.tensor.shape[-1] == 4
+    path, _ = export_detectron2(model, image, str(tmp_path / 'model.onnx'), format='onnx')
+    for want, got in zip(expected, run_onnxruntime(path, image.numpy())):
+        torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-3)

@@ -167,7 +167,10 @@ def job_progress(work_dir: str, epochs: int) -> Optional[Tuple[float, float]]:
             text = f.read()
     except FileNotFoundError:
         return None
-    started = float(text.split('\n', 1)[0].split()[-1])
+    first, newline, _ = text.partition('\n')
+    if not newline or not first.startswith('[demo-job] started '):
+        return None  # the run has opened its log but not written its first line yet
+    started = float(first.split()[-1])
     lines = TRAIN_LINE.findall(text)
     if not lines:
         return started, 0.0

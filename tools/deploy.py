@@ -62,10 +62,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmengine.config import Config
 
+    from mmbackbones.engine.launch import apply_data_root
     from mmbackbones.export import detector as deploy
     cfg = Config.fromfile(args.config)
+    data_root_before = cfg.get('data_root')
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    apply_data_root(cfg, data_root_before)  # data_root=... reaches the test set
     work_dir = args.work_dir or osp.join(
         'work_dirs', 'deploy', f'{osp.splitext(osp.basename(args.config))[0]}_{args.backend}')
     path = deploy.write_deployment(cfg, args.checkpoint, work_dir, args.backend, args.shape,

@@ -10,6 +10,7 @@ pipeline and ``data_preprocessor`` prepare the images) and ``deploy.json``
 import json
 import os
 import os.path as osp
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -57,7 +58,11 @@ def export_detector(detector: nn.Module, path: str, shape: Sequence[int] = (512,
     tmp = f'{path}.{os.getpid()}.part'
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # the tracer's notes on static dimensions (class counts, candidate counts)
+            # and on the TorchScript-based exporter's deprecation: expected, not actionable
+            warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+            warnings.filterwarnings('ignore', category=DeprecationWarning)
             torch.onnx.export(graph, (image, image_shape), tmp, input_names=list(INPUT_NAMES),
                               output_names=list(OUTPUT_NAMES), opset_version=DETECTOR_OPSET,
                               dynamic_axes=axes, dynamo=False, do_constant_folding=True)
