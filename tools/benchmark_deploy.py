@@ -10,9 +10,11 @@ Runs alternate between the backends every repeat (machine noise hits all
 alike); reported are the median time per batch (min..max over the repeats),
 images/s and the speed-up over eager. The detector runs whole: the test
 pipeline's preprocessing is done once beforehand, the post-processing (NMS) is
-timed (``predict()`` in PyTorch, inside the graph in the runtimes). Weights are
-random unless ``--checkpoint`` (speed does not depend on them, except through
-the number of NMS candidates: a trained model's are fewer).
+timed (``predict()`` in PyTorch, inside the graph in the runtimes). Without
+``--checkpoint`` the weights come from the config's initialisers (MMDetection's
+prior-probability bias in the classifier: few boxes above ``score_thr``, as
+with a trained detector; a network of random scores would time the worst case
+of the post-processing, every (anchor, class) pair a candidate).
 """
 import argparse
 import os
@@ -23,7 +25,8 @@ import tempfile
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
-BACKENDS = ('eager', 'deploy', 'onnxruntime', 'openvino')
+BACKENDS = ('eager', 'deploy', 'onnxruntime', 'openvino', 'openvino-bf16')
+DEFAULT_BACKENDS = BACKENDS[:4]  # the ones whose outputs equal eager's (1e-4)
 
 
 def parse_args(argv=None):
@@ -34,7 +37,9 @@ def parse_args(argv=None):
     parser.add_argument('--shape', type=int, default=512,
                         help='resize the photos to fit this square, padded (default 512)')
     parser.add_argument('--batch', type=int, nargs='+', default=[1, 8])
-    parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(DEFAULT_BACKENDS),
+                        help='openvino-bf16: OpenVINO computing in bf16 (fast on a CPU with '
+                             'AMX; not equal to eager within 1e-4)')
     parser.add_argument('--part', choices=['detector', 'backbone', 'both'], default='both')
     parser.add_argument('--threads', type=int, default=os.cpu_count(),
                         help='threads for every backend (default: all cores)')
@@ -62,18 +67,15 @@ def detector_steps(detector, graph_paths, backends, image, shapes, samples, thre
     import torch
 
     from mmbackbones import deploy
-    from mmbackbones.export import Session
     steps = {}
     if 'eager' in backends:
         steps['eager'] = lambda: detector.predict(image, samples)
     if 'deploy' in backends:
         fast = deploy(detector)
         steps['deploy'] = lambda: fast.predict(image, samples)
-    feed = [image.numpy(), shapes.numpy()]
-    for backend in ('onnxruntime', 'openvino'):
-        if backend in backends:
-            session = Session(graph_paths[backend], backend, threads)
-            steps[backend] = lambda session=session: session(feed)
+    feed = dict(image=image.numpy(), image_shape=shapes.numpy())
+    for name, session in sessions(graph_paths, backends, threads):
+        steps[name] = lambda session=session: session(feed)
     return {name: _no_grad(step, torch) for name, step in steps.items()}
 
 
@@ -81,18 +83,24 @@ def backbone_steps(backbone, paths, backends, image, threads):
     import torch
 
     from mmbackbones import deploy
-    from mmbackbones.export import Session
     steps = {}
     if 'eager' in backends:
         steps['eager'] = lambda: backbone(image)
     if 'deploy' in backends:
         fast = deploy(backbone)
         steps['deploy'] = lambda: fast(image)
-    for backend in ('onnxruntime', 'openvino'):
-        if backend in backends:
-            session = Session(paths[backend], backend, threads)
-            steps[backend] = lambda session=session: session(image.numpy())
+    for name, session in sessions(paths, backends, threads):
+        steps[name] = lambda session=session: session(image.numpy())
     return {name: _no_grad(step, torch) for name, step in steps.items()}
+
+
+def sessions(paths, backends, threads):
+    from mmbackbones.export import Session
+    for name in backends:
+        if name in ('onnxruntime', 'openvino'):
+            yield name, Session(paths[name], name, threads)
+        elif name == 'openvino-bf16':
+            yield name, Session(paths['openvino'], 'openvino', threads, precision='bf16')
 
 
 def _no_grad(step, torch):
@@ -107,7 +115,7 @@ def exported(work, name, export, backends):
     from mmbackbones.export.runtime import to_openvino_ir
     onnx_path = export(osp.join(work, f'{name}.onnx'))
     paths = {'onnxruntime': onnx_path}
-    if 'openvino' in backends:
+    if any(b.startswith('openvino') for b in backends):
         paths['openvino'] = to_openvino_ir(onnx_path, osp.join(work, f'{name}.xml'))
     return paths
 
@@ -121,6 +129,8 @@ def main(argv=None) -> int:
     from mmbackbones.export.detector import build_detector, export_detector
     torch.set_num_threads(args.threads)
     detector, cfg = build_detector(args.config, args.checkpoint)
+    if args.checkpoint is None:
+        detector.init_weights()  # no file is read: build_detector dropped the pretrained one
     print(f'| part | batch | backend | ms / batch (min..max) | images/s | x eager |')
     print('|---|---|---|---|---|---|')
     with tempfile.TemporaryDirectory() as work:

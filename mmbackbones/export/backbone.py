@@ -10,6 +10,7 @@ when the export succeeded (written beside, then renamed).
 import copy
 import os
 import os.path as osp
+import warnings
 from typing import List, Optional, Sequence
 
 import torch
@@ -64,7 +65,9 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 224, 
         kwargs.update(external_data=False, verbose=False)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     try:
-        torch.onnx.export(model, (x, ), tmp, **kwargs)
+        with warnings.catch_warnings():  # the tracer's notes on the input check's shape test
+            warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+            torch.onnx.export(model, (x, ), tmp, **kwargs)
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):

@@ -39,11 +39,15 @@ class Session:
     """An exported model loaded into ``backend`` on the CPU.
 
     ``path`` is an ONNX file (either runtime) or an OpenVINO IR ``.xml``.
-    OpenVINO computes in fp32 (on a CPU with bf16 it would otherwise pick bf16);
+    OpenVINO computes in fp32 unless ``precision='bf16'`` (its own default on a
+    CPU with native bf16; outputs then differ from PyTorch's fp32 beyond 1e-4);
     ``threads`` caps the runtime's threads (default: the runtime's choice)."""
 
     def __init__(self, path: str, backend: str = 'onnxruntime',
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, precision: str = 'f32'):
+        if precision not in ('f32', 'bf16') or (precision == 'bf16' and backend != 'openvino'):
+            raise ValueError(f'precision={precision!r} with {backend}: ONNX Runtime takes '
+                             f"'f32', OpenVINO 'f32' or 'bf16'")
         runtime = require(backend)
         if not osp.isfile(path):
             raise FileNotFoundError(f'{path}: no such exported model (tools/deploy.py writes one)')
@@ -58,7 +62,7 @@ class Session:
             self.input_names = [i.name for i in self._session.get_inputs()]
             self.output_names = [o.name for o in self._session.get_outputs()]
         else:
-            config = {'INFERENCE_PRECISION_HINT': 'f32'}
+            config = {'INFERENCE_PRECISION_HINT': precision}
             if threads:
                 config['INFERENCE_NUM_THREADS'] = threads
             self._compiled = runtime.Core().compile_model(path, 'CPU', config)
