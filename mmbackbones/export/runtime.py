@@ -41,7 +41,9 @@ class Session:
     ``path`` is an ONNX file (either runtime) or an OpenVINO IR ``.xml``.
     OpenVINO computes in fp32 unless ``precision='bf16'`` (its own default on a
     CPU with native bf16; outputs then differ from PyTorch's fp32 beyond 1e-4);
-    ``threads`` caps the runtime's threads (default: the runtime's choice)."""
+    ``threads`` is the runtime's thread count (default: torch's,
+    ``torch.get_num_threads()``, so that a process that limits torch limits the
+    runtime alike; by default both use every core)."""
 
     def __init__(self, path: str, backend: str = 'onnxruntime',
                  threads: Optional[int] = None, precision: str = 'f32'):
@@ -52,19 +54,19 @@ class Session:
         if not osp.isfile(path):
             raise FileNotFoundError(f'{path}: no such exported model (tools/deploy.py writes one)')
         self.backend, self.path = backend, path
+        if not threads:
+            import torch
+            threads = torch.get_num_threads()
         if backend == 'onnxruntime':
             options = runtime.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
             self._session = runtime.InferenceSession(path, options,
                                                      providers=['CPUExecutionProvider'])
             self.input_names = [i.name for i in self._session.get_inputs()]
             self.output_names = [o.name for o in self._session.get_outputs()]
         else:
-            config = {'INFERENCE_PRECISION_HINT': precision}
-            if threads:
-                config['INFERENCE_NUM_THREADS'] = threads
+            config = {'INFERENCE_PRECISION_HINT': precision, 'INFERENCE_NUM_THREADS': threads}
             self._compiled = runtime.Core().compile_model(path, 'CPU', config)
             self._request = self._compiled.create_infer_request()
             self.input_names = [i.get_any_name() for i in self._compiled.inputs]
