@@ -105,7 +105,8 @@ def exported(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize('family', list(FAMILIES))
+@pytest.mark.parametrize('family', ['retinanet'] + [  # the others: `make test`, not test-fast
+    pytest.param(family, marks=pytest.mark.slow) for family in FAMILIES if family != 'retinanet'])
 def test_exported_detector_equals_pytorch_in_both_runtimes(family, det_root, photos, exported):
     """ONNX Runtime and OpenVINO give predict()'s detections at the traced size
     and, from the same file, at another batch and size (the axes are dynamic)."""

@@ -174,8 +174,14 @@ def test_inductor_compile_every_variant(name):
     compile_and_check(name, train=False)
 
 
-@pytest.mark.parametrize('dynamo', [True, False], ids=['dynamo', 'torchscript'])
-@pytest.mark.parametrize('name', CODE_PATHS)
+# torch's default exporter takes ~10 s a network: `make test-fast` keeps two of them
+EXPORT_CASES = [pytest.param(name, dynamo, id=f'{name}-{"dynamo" if dynamo else "torchscript"}',
+                             marks=[pytest.mark.slow] if dynamo and name not in (
+                                 'VoVNet-19-slim', 'ResNet-50') else [])
+                for name in CODE_PATHS for dynamo in (True, False)]
+
+
+@pytest.mark.parametrize('name,dynamo', EXPORT_CASES)
 def test_onnx_export_matches_pytorch_in_onnxruntime_and_openvino(name, dynamo, tmp_path):
     """torch's default exporter (dynamo, as a user calls it) and the TorchScript
     one, dynamic batch and size; ONNX Runtime and OpenVINO against PyTorch."""
@@ -234,7 +240,8 @@ def test_fuse_folds_a_batchnorm_without_affine_terms():
         assert_close_relative([fuse(model)(x)], [model(x)], rel=1e-5)
 
 
-@pytest.mark.parametrize('model_name', ['resnet18d', 'convnext_atto', 'efficientnet_b0'])
+@pytest.mark.parametrize('model_name', ['resnet18d'] + [
+    pytest.param(name, marks=pytest.mark.slow) for name in ('convnext_atto', 'efficientnet_b0')])
 def test_timm_backbones_export_and_run_in_both_runtimes(model_name, tmp_path):
     pytest.importorskip('timm')
     from mmbackbones import Timm
