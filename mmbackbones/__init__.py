@@ -3,7 +3,7 @@ torchvision ports, under one contract and registered for OpenMMLab."""
 from .api import build_backbone, convert_weights, list_backbones, list_variants
 from .models import (BaseBackbone, CSPDarknet, Darknet, EfficientNet, MobileNetV2,
                      MobileNetV3, ResNet, ResNeXt, Timm, VoVNet, WideResNet)
-from .errors import CheckpointError
+from .errors import CheckpointError, ExportError
 from .loader import load_weights
 from .loader import install as _install_named_weights
 from .deploy import deploy, fuse
@@ -17,6 +17,7 @@ _install_named_weights()
 _install_atomic_writes()
 
 __all__ = ['BaseBackbone', 'Darknet', 'CSPDarknet', 'VoVNet', 'ResNet', 'ResNeXt', 'WideResNet',
-           'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'Timm', 'build_backbone', 'load_weights', 'CheckpointError', 'deploy', 'fuse',
+           'MobileNetV2', 'MobileNetV3', 'EfficientNet', 'Timm', 'build_backbone', 'load_weights',
+           'CheckpointError', 'ExportError', 'deploy', 'fuse',
            'convert_weights', 'ConvertedWeights',
            'list_backbones', 'list_variants', '__version__']

@@ -177,7 +177,7 @@ def test_what_cannot_be_exported_is_refused_by_name(det_root, tmp_path):
 def test_bad_input_leaves_no_file(det_root, tmp_path, monkeypatch):
     """A size the detector cannot take, a missing runtime, a checkpoint of another
     detector, a failing exporter: each a clear error, and no file behind."""
-    from mmbackbones.errors import CheckpointError
+    from mmbackbones.errors import CheckpointError, ExportError
     from mmbackbones.export.detector import export_detector, write_deployment
     cfg = family_config('retinanet', det_root)
     detector = random_detector(cfg)
@@ -196,6 +196,7 @@ def test_bad_input_leaves_no_file(det_root, tmp_path, monkeypatch):
         open(args[2], 'w').write('half a file')
         raise RuntimeError('exporter failed')
     monkeypatch.setattr(torch.onnx, 'export', failing)
-    with pytest.raises(RuntimeError, match='exporter failed'):
+    with pytest.raises(ExportError, match=r'exporting RetinaNet to ONNX \(opset 17\) failed: '
+                                          r'exporter failed'):
         export_detector(detector, str(target), (128, 128))
     assert not osp.exists(tmp_path / 'out') or os.listdir(tmp_path / 'out') == []

@@ -63,9 +63,17 @@ def export_detector(detector: nn.Module, path: str, shape: Sequence[int] = (512,
             # and on the TorchScript-based exporter's deprecation: expected, not actionable
             warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
             warnings.filterwarnings('ignore', category=DeprecationWarning)
-            torch.onnx.export(graph, (image, image_shape), tmp, input_names=list(INPUT_NAMES),
-                              output_names=list(OUTPUT_NAMES), opset_version=DETECTOR_OPSET,
-                              dynamic_axes=axes, dynamo=False, do_constant_folding=True)
+            try:
+                torch.onnx.export(graph, (image, image_shape), tmp,
+                                  input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                                  opset_version=DETECTOR_OPSET, dynamic_axes=axes, dynamo=False,
+                                  do_constant_folding=True)
+            except Exception as error:  # an op ONNX cannot express, in the backbone or neck
+                raise ExportError(
+                    f'exporting {type(detector).__name__} to ONNX (opset {DETECTOR_OPSET}) '
+                    f'failed: {error}. The post-processing is exportable; an operation in the '
+                    f'backbone or neck is not: replace it, or export the parts with '
+                    f'mmbackbones.export.export_onnx to find it') from error
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
