@@ -276,3 +276,22 @@ def test_export_refuses_bad_input_and_leaves_no_partial_file(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match='unsupported operator'):
         export_onnx(model, str(path), shape=(1, 3, 64, 64))
     assert list(tmp_path.iterdir()) == []  # nothing under the final name, no leftover
+
+
+def test_runtime_session_names_what_it_takes(tmp_path):
+    from mmbackbones.export import Session, export_onnx
+    path = export_onnx(build_backbone('VoVNet-19-slim'), str(tmp_path / 'model.onnx'),
+                       shape=(1, 3, 64, 64), dynamo=False)
+    x = torch.randn(1, 3, 64, 64).numpy()
+    session = Session(path)
+    assert session.input_names == ['image'] and len(session(x)) == 4
+    with pytest.raises(ValueError, match=r'takes 1 inputs \(image\), got 2'):
+        session([x, x])
+    with pytest.raises(ValueError, match=r"inputs \['image'\] missing"):
+        session({'input': x})
+    with pytest.raises(FileNotFoundError, match=r'no such exported model'):
+        Session(str(tmp_path / 'none.onnx'))
+    with pytest.raises(ValueError, match=r'choose one of onnxruntime, openvino'):
+        Session(path, 'tensorrt')
+    with pytest.raises(ValueError, match=r"precision='bf16' with onnxruntime"):
+        Session(path, precision='bf16')
