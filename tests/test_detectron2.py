@@ -362,23 +362,43 @@ def test_resume_keeps_the_imagenet_file_until_a_checkpoint_exists(tmp_path):
 @needs_d2
 @pytest.mark.parametrize('meta', ['retinanet', 'rcnn'])
 def test_detectron2_export_equals_eager(d2, meta, tmp_path):
-    """Detectron2's own export path (TracingAdapter): TorchScript and ONNX
-    (run in ONNX Runtime) give the eager model's flat outputs on the traced image."""
+    """Detectron2's own export path (TracingAdapter): TorchScript, and ONNX run in
+    ONNX Runtime, give the eager model's detections (labels, boxes 1e-3, scores
+    1e-4) on a real photo; no top-k cut, so that near-equal scores of the
+    heads cannot fall either side of it, and classifiers with spread scores (an
+    initialised head scores everything at its prior, and NMS of ties is arbitrary)."""
+    import cv2
     from detectron2.modeling import build_model
 
+    from mmbackbones.datasets.photos import write_sample_photos
     from mmbackbones.export import run_onnxruntime
+    from mmbackbones.export.detector import compare_detections
     from mmbackbones.export.detectron2 import export_detectron2
-    model = build_model(d2_cfg(d2, meta, 'VoVNet', dict(depth=19, slim=True))).eval()
-    image = demo_inputs()[0]['image']
+    cfg = d2_cfg(d2, meta, 'VoVNet', dict(depth=19, slim=True))
+    cfg.MODEL.RETINANET.SCORE_THRESH_TEST, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.3, 0.05
+    cfg.MODEL.RETINANET.TOPK_CANDIDATES_TEST = cfg.TEST.DETECTIONS_PER_IMAGE = 10**5
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 10**5
+    model = build_model(cfg).eval()
+    torch.manual_seed(0)
+    for name, layer in model.named_modules():  # the heads, as PyTorch initialises layers
+        if not name.startswith('backbone') and isinstance(layer, (torch.nn.Conv2d,
+                                                                  torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    photo = cv2.resize(cv2.imread(write_sample_photos(str(tmp_path / 'photos'), 1)[0]),
+                       (128, 96))
+    image = torch.from_numpy(photo[:, :, ::-1].copy()).permute(2, 0, 1).float()
+
+    def detections(flat):
+        instances = adapter.outputs_schema(flat)[0]['instances']
+        return dict(bboxes=instances.pred_boxes.tensor, scores=instances.scores,
+                    labels=instances.pred_classes)
     path, adapter = export_detectron2(model, image, str(tmp_path / 'model.ts'))
     with torch.no_grad():
-        expected = adapter(image)
-        traced = torch.jit.load(path)(image)
-    assert len(expected) == len(traced) >= 3
-    for want, got in zip(expected, traced):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    instances = adapter.outputs_schema(traced)[0]['instances']
-    assert instances.pred_boxes.tensor.shape[-1] == 4
+        expected = detections(adapter(image))
+        traced = detections(torch.jit.load(path)(image))
+    assert len(expected['scores']) > 10
+    assert compare_detections(expected, traced) is None
     path, _ = export_detectron2(model, image, str(tmp_path / 'model.onnx'), format='onnx')
-    for want, got in zip(expected, run_onnxruntime(path, image.numpy())):
-        torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-3)
+    onnx = [torch.from_numpy(t) for t in run_onnxruntime(path, image.numpy())]
+    assert compare_detections(expected, detections(onnx)) is None
