@@ -376,11 +376,15 @@ def test_detectron2_export_equals_eager(d2, meta, tmp_path):
     from mmbackbones.export.detector import compare_detections
     from mmbackbones.export.detectron2 import export_detectron2
     cfg = d2_cfg(d2, meta, 'VoVNet', dict(depth=19, slim=True))
-    cfg.MODEL.RETINANET.SCORE_THRESH_TEST, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.3, 0.05
+    # RetinaNet: ~1k boxes into NMS, not ~20k: with ~20k, some IoU falls within float
+    # rounding of NMS_THRESH_TEST and the eager model (torchvision's per-class NMS loop
+    # above 1000 boxes on CPU) and the trace (its coordinate-offset NMS) or ONNX Runtime
+    # keep different boxes (about 1 run in 5, with the backbone unseeded)
+    cfg.MODEL.RETINANET.SCORE_THRESH_TEST, cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.7, 0.05
     cfg.MODEL.RETINANET.TOPK_CANDIDATES_TEST = cfg.TEST.DETECTIONS_PER_IMAGE = 10**5
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 10**5
+    torch.manual_seed(0)  # the backbone too: the same model, and detections, every run
     model = build_model(cfg).eval()
-    torch.manual_seed(0)
     for name, layer in model.named_modules():  # the heads, as PyTorch initialises layers
         if not name.startswith('backbone') and isinstance(layer, (torch.nn.Conv2d,
                                                                   torch.nn.Linear)):
