@@ -5,7 +5,6 @@ import os
 import os.path as osp
 import sys
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -55,8 +54,8 @@ def photos(tmp_path_factory):
 
 
 def prepared(detector, cfg, images):
-    from mmbackbones.export.detector import preprocess, test_pipeline
-    return preprocess(detector, test_pipeline(cfg), images)
+    from mmbackbones.export.detector import inference_pipeline, preprocess
+    return preprocess(detector, inference_pipeline(cfg), images)
 
 
 def assert_same(expected, got):

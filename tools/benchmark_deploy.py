@@ -53,14 +53,14 @@ def photo_batch(detector, cfg, size: int, batch: int, folder: str):
     """``batch`` real photos through the test pipeline, resized to fit
     ``size`` x ``size``: (image, image_shape, samples)."""
     from mmbackbones.datasets.photos import write_sample_photos
-    from mmbackbones.export.detector import preprocess, test_pipeline
+    from mmbackbones.export.detector import inference_pipeline, preprocess
     cfg = cfg.copy()
     for loader in ('test_dataloader', 'val_dataloader'):
         if cfg.get(loader):
             for step in cfg[loader].dataset.pipeline:
                 if 'Resize' in step['type']:
                     step.update(scale=(size, size), keep_ratio=True)
-    return preprocess(detector, test_pipeline(cfg), write_sample_photos(folder, batch))
+    return preprocess(detector, inference_pipeline(cfg), write_sample_photos(folder, batch))
 
 
 def detector_steps(detector, graph_paths, backends, image, shapes, samples, threads):
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     detector, cfg = build_detector(args.config, args.checkpoint)
     if args.checkpoint is None:
         detector.init_weights()  # no file is read: build_detector dropped the pretrained one
-    print(f'| part | batch | backend | ms / batch (min..max) | images/s | x eager |')
+    print('| part | batch | backend | ms / batch (min..max) | images/s | x eager |')
     print('|---|---|---|---|---|---|')
     with tempfile.TemporaryDirectory() as work:
         parts = ['detector', 'backbone'] if args.part == 'both' else [args.part]

@@ -8,8 +8,6 @@ the image size are free: any batch, and heights and widths that are multiples of
 when the export succeeded (written beside, then renamed).
 """
 import copy
-import os
-import os.path as osp
 import warnings
 from typing import List, Optional, Sequence
 
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 from ..deploy import fuse
+from .files import written_whole
 
 #: every backbone's deepest stride: a dynamic export takes sizes in multiples of it
 SIZE_MULTIPLE = 32
@@ -51,7 +50,6 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 224, 
     # torch.export specializes dimensions of size 1: trace a dynamic batch with two
     x = torch.randn(max(2, shape[0]) if dynamic else shape[0], *shape[1:])
     names = output_names(model)
-    tmp = f'{path}.{os.getpid()}.part'
     kwargs = dict(input_names=['image'], output_names=names,
                   opset_version=opset or DEFAULT_OPSET[dynamo], dynamo=dynamo)
     if dynamic and dynamo:
@@ -63,15 +61,10 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 224, 
         kwargs['dynamic_axes'] = {'image': {0: 'batch', 2: 'height', 3: 'width'}}
     if dynamo:
         kwargs.update(external_data=False, verbose=False)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    try:
-        with warnings.catch_warnings():  # the tracer's notes on the input check's shape test
-            warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-            torch.onnx.export(model, (x, ), tmp, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with written_whole(path) as tmp, warnings.catch_warnings():
+        # the tracer's notes on the input check's shape test
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        torch.onnx.export(model, (x, ), tmp, **kwargs)
     return path
 
 

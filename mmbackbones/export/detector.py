@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import ExportError
 from .detector_graph import INPUT_NAMES, OUTPUT_NAMES, DetectorGraph
+from .files import written_whole
 from .runtime import Session, check_backend, require, to_openvino_ir
 
 ONNX_FILE, IR_FILE, CONFIG_FILE, META_FILE = ('end2end.onnx', 'end2end.xml',
@@ -55,29 +56,22 @@ def export_detector(detector: nn.Module, path: str, shape: Sequence[int] = (512,
     if dynamic:
         axes = {'image': {0: 'batch', 2: 'height', 3: 'width'}, 'image_shape': {0: 'batch'},
                 'dets': {0: 'batch'}, 'labels': {0: 'batch'}}
-    tmp = f'{path}.{os.getpid()}.part'
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # the tracer's notes on static dimensions (class counts, candidate counts)
-            # and on the TorchScript-based exporter's deprecation: expected, not actionable
-            warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-            warnings.filterwarnings('ignore', category=DeprecationWarning)
-            try:
-                torch.onnx.export(graph, (image, image_shape), tmp,
-                                  input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                                  opset_version=DETECTOR_OPSET, dynamic_axes=axes, dynamo=False,
-                                  do_constant_folding=True)
-            except Exception as error:  # an op ONNX cannot express, in the backbone or neck
-                raise ExportError(
-                    f'exporting {type(detector).__name__} to ONNX (opset {DETECTOR_OPSET}) '
-                    f'failed: {error}. The post-processing is exportable; an operation in the '
-                    f'backbone or neck is not: replace it, or export the parts with '
-                    f'mmbackbones.export.export_onnx to find it') from error
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with written_whole(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # the tracer's notes on static dimensions (class counts, candidate counts)
+        # and on the TorchScript-based exporter's deprecation: expected, not actionable
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', category=DeprecationWarning)
+        try:
+            torch.onnx.export(graph, (image, image_shape), tmp,
+                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                              opset_version=DETECTOR_OPSET, dynamic_axes=axes, dynamo=False,
+                              do_constant_folding=True)
+        except Exception as error:  # an op ONNX cannot express, in the backbone or neck
+            raise ExportError(
+                f'exporting {type(detector).__name__} to ONNX (opset {DETECTOR_OPSET}) '
+                f'failed: {error}. The post-processing is exportable; an operation in the '
+                f'backbone or neck is not: replace it, or export the parts with '
+                f'mmbackbones.export.export_onnx to find it') from error
     return path
 
 
@@ -101,7 +95,7 @@ def build_detector(config, checkpoint: Optional[str] = None) -> Tuple[nn.Module,
     return detector.eval(), cfg
 
 
-def test_pipeline(cfg, from_array: bool = False):
+def inference_pipeline(cfg, from_array: bool = False):
     """The config's test pipeline for inference: images in, no annotations."""
     from mmcv.transforms import Compose
     from mmdet.utils import get_test_pipeline_cfg
@@ -122,8 +116,12 @@ def preprocess(detector: nn.Module, pipeline, images: Sequence[Union[str, np.nda
                       else dict(img_path=im, img_id=i)) for i, im in enumerate(images)]
     data = detector.data_preprocessor(pseudo_collate(batch), False)
     samples = data['data_samples']
-    shapes = torch.tensor([s.metainfo['img_shape'][:2] for s in samples])
-    return data['inputs'], shapes, samples
+    return data['inputs'], image_shapes(samples), samples
+
+
+def image_shapes(samples) -> Tensor:
+    """The graph's ``image_shape``: each image's (height, width) before padding."""
+    return torch.tensor([s.metainfo['img_shape'][:2] for s in samples])
 
 
 def to_instances(dets: np.ndarray, labels: np.ndarray, sample=None) -> Dict[str, Tensor]:
@@ -195,8 +193,8 @@ class DeployedDetector:
             osp.join(work_dir, IR_FILE)) else ONNX_FILE
         self.session = Session(osp.join(work_dir, model), self.backend, threads)
         self.detector, self.cfg = build_detector(osp.join(work_dir, CONFIG_FILE))
-        self.pipeline = test_pipeline(self.cfg)
-        self.array_pipeline = test_pipeline(self.cfg, from_array=True)
+        self.pipeline = inference_pipeline(self.cfg)
+        self.array_pipeline = inference_pipeline(self.cfg, from_array=True)
 
     def run(self, image: Tensor, image_shape: Tensor) -> List[np.ndarray]:
         """The graph on a prepared batch: ``[dets, labels]``."""
@@ -279,7 +277,7 @@ def evaluate(deployed: 'DeployedDetector', detector: nn.Module, cfg,
             break
         data = detector.data_preprocessor(batch, False)
         image, samples = data['inputs'], data['data_samples']
-        shapes = torch.tensor([s.metainfo['img_shape'][:2] for s in samples])
+        shapes = image_shapes(samples)
         expected = predict_torch(detector, image, samples)
         dets, labels = deployed.run(image, shapes)
         got = [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)]

@@ -2,13 +2,13 @@
 ``detectron2.export.TracingAdapter`` flattens the model's inputs and outputs, and
 the adapter is traced to TorchScript or exported to ONNX, as Detectron2's
 ``tools/deploy/export_model.py --export-method tracing`` does. Needs Detectron2."""
-import os
-import os.path as osp
 import warnings
 from typing import Tuple
 
 import torch
 from torch import Tensor, nn
+
+from .files import written_whole
 
 FORMATS = ('torchscript', 'onnx')
 D2_ONNX_OPSET = 16
@@ -31,18 +31,10 @@ def export_detectron2(model: nn.Module, image: Tensor, path: str,
         def inference(model, inputs):
             return [{'instances': model.inference(inputs, do_postprocess=False)[0]}]
     adapter = TracingAdapter(model.eval(), [{'image': image}], inference)
-    tmp = f'{path}.{os.getpid()}.part'
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-            if format == 'torchscript':
-                torch.jit.trace(adapter, (image, )).save(tmp)
-            else:
-                torch.onnx.export(adapter, (image, ), tmp, opset_version=D2_ONNX_OPSET,
-                                  dynamo=False)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    with written_whole(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        if format == 'torchscript':
+            torch.jit.trace(adapter, (image, )).save(tmp)
+        else:
+            torch.onnx.export(adapter, (image, ), tmp, opset_version=D2_ONNX_OPSET, dynamo=False)
     return path, adapter

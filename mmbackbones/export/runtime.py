@@ -8,6 +8,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .files import written_whole
+
 BACKENDS = ('onnxruntime', 'openvino')
 #: what to install for each runtime
 INSTALL = {'onnxruntime': 'pip install "mmbackbones[onnx]" (or onnxruntime)',
@@ -111,13 +113,12 @@ def to_openvino_ir(onnx_path: str, xml_path: str) -> str:
     """Convert an ONNX file to OpenVINO's IR (``.xml`` + ``.bin``), atomically."""
     openvino = require('openvino')
     model = openvino.convert_model(onnx_path)
-    tmp = f'{xml_path[:-len(".xml")]}.{os.getpid()}.part.xml'
-    try:
-        openvino.save_model(model, tmp, compress_to_fp16=False)
-        os.replace(tmp[:-len('.xml')] + '.bin', xml_path[:-len('.xml')] + '.bin')
-        os.replace(tmp, xml_path)
-    finally:
-        for leftover in (tmp, tmp[:-len('.xml')] + '.bin'):
-            if osp.exists(leftover):
-                os.remove(leftover)
+    with written_whole(xml_path, suffix='.xml') as tmp:  # save_model writes .xml + .bin
+        tmp_bin, bin_path = tmp[:-len('.xml')] + '.bin', xml_path[:-len('.xml')] + '.bin'
+        try:
+            openvino.save_model(model, tmp, compress_to_fp16=False)
+            os.replace(tmp_bin, bin_path)  # the weights first: the .xml names a whole model
+        finally:
+            if osp.exists(tmp_bin):
+                os.remove(tmp_bin)
     return xml_path
