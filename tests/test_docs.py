@@ -9,6 +9,11 @@ block's fence steers it (docs/README.md#how-the-examples-are-tested):
 
     <!-- docs-test: needs gpu|detectron2|download|imagenet|coco -->
     <!-- docs-test: sub "as written" "as run" -->     tiny settings; repeatable
+    <!-- docs-test: same-as docs/page.md -->          shown again: not run twice
+
+A ``same-as`` block is not run: each of its lines must be, word for word, a line
+of a shell block of that page which runs, so a command shown on two pages is
+tested once and the two cannot drift apart.
 
 A block that needs what the machine lacks is skipped with that reason; a
 ``needs`` outside that list is an error, so no block is skipped for comfort.
@@ -53,6 +58,7 @@ class Block:
     code: str
     needs: List[str] = field(default_factory=list)
     subs: List[Tuple[str, str]] = field(default_factory=list)
+    same_as: Optional[str] = None
 
     @property
     def where(self) -> str:
@@ -100,9 +106,12 @@ def parse_directive(block: Block, line: int, text: str) -> None:
         block.needs.append(words[1])
     elif words[0] == 'sub' and len(words) == 3:
         block.subs.append((words[1], words[2]))
+    elif words[0] == 'same-as' and len(words) == 2 and words[1] in PAGES:
+        block.same_as = words[1]
     else:
         raise AssertionError(f'{block.page}:{line}: unknown docs-test directive {text!r}; '
-                             f'known: needs {"|".join(NEEDS)}, sub "OLD" "NEW"')
+                             f'known: needs {"|".join(NEEDS)}, sub "OLD" "NEW", '
+                             f'same-as PAGE (one of {", ".join(PAGES)})')
 
 
 def missing_need(block: Block) -> Optional[str]:
@@ -186,9 +195,23 @@ def test_python_examples_run(page, sandbox, tmp_path):
         pytest.skip('; '.join(skipped))
 
 
+def assert_shown_as_tested(block: Block) -> None:
+    """Each line of a ``same-as`` block is a line of a block of that page that runs."""
+    tested = {line.strip() for other in ALL_BLOCKS[block.same_as]
+              if other.language in {'bash', 'sh'} and not other.same_as
+              and not missing_need(other) for line in other.code.splitlines()}
+    for line in block.code.splitlines():
+        assert not line.strip() or line.strip() in tested, (
+            f'{block.where}: {line.strip()!r} is not a line of a tested block of '
+            f'{block.same_as}; make them the same, or drop the same-as directive')
+
+
 @pytest.mark.slow  # the tools as subprocesses, some of them training
 @pytest.mark.parametrize('block', shell_blocks(), ids=lambda b: b.where)
 def test_shell_examples_run(block, sandbox):
+    if block.same_as:
+        assert_shown_as_tested(block)
+        return
     reason = missing_need(block)
     if reason:
         pytest.skip(reason)
@@ -265,5 +288,11 @@ def test_directives_are_checked(tmp_path, monkeypatch):
     page.write_text('<!-- docs-test: sub "absent" "y" -->\n```bash\ntrue\n```\n')
     with pytest.raises(AssertionError, match='matches nothing'):
         read_blocks('page.md')[0].as_run()
+    shown = Block('page.md', 1, 'bash', 'python tools/train.py CONFIG --nothing\n',
+                  same_as='README.md')
+    with pytest.raises(AssertionError, match='not a line of a tested block of README.md'):
+        assert_shown_as_tested(shown)
+    shown.code = shell_blocks()[0].code  # the README's two commands, which run
+    assert_shown_as_tested(shown)
     assert github_slug('Mixed precision (bf16, channels-last) on CPU') == \
         'mixed-precision-bf16-channels-last-on-cpu'
