@@ -45,15 +45,26 @@ def corrupt(tmp_path):
     return str(path)
 
 
-@pytest.fixture(scope='module')
-def trained(digits_root, tmp_path_factory):
-    """A real (tiny) training run of the demo config: config, work dir, checkpoint."""
-    folder = tmp_path_factory.mktemp('trained')
-    config = write_small_config(folder, digits_root, images=64, batch=32, epochs=2,
-                                validate=True)
+@pytest.fixture(scope='session')
+def trained(digits_root, tmp_path_factory, worker_id):
+    """A real (tiny) training run of the demo config: config, work dir, checkpoint;
+    read only. Once per test session: pytest-xdist's workers share it through a
+    file lock (a module fixture was set up on every worker that ran one of these
+    tests, 2 x 15 s)."""
+    from filelock import FileLock
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != 'master':  # each worker's base is a folder of the session's
+        shared = shared.parent
+    folder = shared / 'trained_checkpoint'
     work = folder / 'work'
-    run_tool(['tools/train.py', config, '--work-dir', str(work)])
-    return config, str(work), str(work / 'epoch_2.pth')
+    with FileLock(str(shared / 'trained_checkpoint.lock')):
+        if not (work / 'epoch_2.pth').exists():
+            folder.mkdir(exist_ok=True)
+            write_small_config(folder, digits_root, images=64, batch=32, epochs=2,
+                               validate=True)
+            run_tool(['tools/train.py', str(folder / 'small_config.py'), '--work-dir',
+                      str(work)])
+    return str(folder / 'small_config.py'), str(work), str(work / 'epoch_2.pth')
 
 
 @pytest.mark.slow  # trains or runs the tools in subprocesses

@@ -87,10 +87,11 @@ def test_quick_demo_gain_exceeds_the_spread(tmp_path, capsys):
     # the trained detector deploys: the same detections and mAP in both runtimes
     import deploy
     checkpoint = max(glob.glob(str(tmp_path / 'detection_pretrained_seed0' / 'epoch_*.pth')))
+    assert deploy.main([demo.DET_CONFIG, checkpoint, '--backend', 'onnxruntime', 'openvino',
+                        '--eval', '--work-dir', str(tmp_path / 'deploy')]) == 0
+    out = capsys.readouterr().out
     for backend in ('onnxruntime', 'openvino'):
-        assert deploy.main([demo.DET_CONFIG, checkpoint, '--backend', backend, '--eval',
-                            '--work-dir', str(tmp_path / f'deploy_{backend}')]) == 0
-        out = capsys.readouterr().out
-        assert 'images whose detections differ: 0' in out, out
-        pytorch, runtime = (float(m) for m in re.findall(r"bbox_mAP': ([0-9.]+)", out))
-        assert pytorch > 0.01 and abs(pytorch - runtime) <= 0.001, out
+        assert f'{backend}: images whose detections differ: 0' in out, out
+    pytorch, *runtimes = (float(m) for m in re.findall(r"bbox_mAP': ([0-9.]+)", out))
+    assert pytorch > 0.01 and len(runtimes) == 2, out
+    assert all(abs(pytorch - runtime) <= 0.001 for runtime in runtimes), out

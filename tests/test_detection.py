@@ -45,6 +45,9 @@ def test_config_builds_trains_a_step_and_infers(path, det_root):
     assert 'mmbackbones' in raw.custom_imports.imports
     cfg = on_demo_data(raw, det_root)
     cfg.model.backbone.pop('weights', None)  # nothing is downloaded here (test_weights_by_name)
+    if 'roi_head' in cfg.model:  # 100 RoIs, not 1000, through the 1024-wide box head
+        cfg.model.train_cfg.rcnn.sampler.num = 64
+        cfg.model.test_cfg.rpn.max_per_img = 100
     model = build_detector(cfg)
     backbone = model.backbone
     assert isinstance(backbone, mmbackbones.BaseBackbone)

@@ -1,4 +1,5 @@
-"""Helpers for tests that train: small derived configs and subprocess runs."""
+"""Helpers for tests that train: small derived configs and subprocess runs; the
+variants that cover every code path."""
 import os
 import os.path as osp
 import socket
@@ -8,6 +9,13 @@ import textwrap
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'vovnet19slim_digits.py')
+
+
+#: one variant of each code path of the backbones (block types, activations, layouts)
+CODE_PATHS = ['CSPDarknet-19', 'Darknet-19', 'Darknet-53-LeakyReLU-0.1', 'EfficientNet-B0',
+              'MobileNetV2', 'MobileNetV3-large', 'MobileNetV3-small', 'ResNeXt-50-32x4d',
+              'ResNet-18', 'ResNet-50', 'VoVNet-19', 'VoVNet-19-slim', 'VoVNet-19-V1',
+              'VoVNet-19-S4', 'VoVNet-39-S4-V1', 'VoVNet-39-S4-lastESE', 'WideResNet-50-2']
 
 
 def write_small_config(folder, data_root: str, *, images: int = 96, batch: int = 32,

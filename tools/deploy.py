@@ -6,8 +6,10 @@ for ONNX Runtime or OpenVINO, and check it against the PyTorch model.
         work_dirs/retinanet/epoch_12.pth --backend onnxruntime
     python tools/deploy.py CONFIG CHECKPOINT --backend openvino --shape 512 512 --static
     python tools/deploy.py CONFIG CHECKPOINT --backend onnxruntime --test-img demo.jpg --eval
+    python tools/deploy.py CONFIG CHECKPOINT --backend onnxruntime openvino --eval
 
-Writes ``--work-dir`` (default ``work_dirs/deploy/<config>_<backend>``):
+Writes ``--work-dir`` (default ``work_dirs/deploy/<config>_<backend>``; with several
+backends, one folder for all, ``<config>_onnxruntime+openvino``):
 ``end2end.onnx`` (+ ``end2end.xml``/``.bin`` for OpenVINO), ``model_config.py`` and
 ``deploy.json``. The graph takes the batch as the config's ``data_preprocessor``
 makes it (``image``) and each image's size before padding (``image_shape``), and
@@ -15,8 +17,9 @@ returns ``dets`` (N, max_per_img, 5) and ``labels`` (N, max_per_img), unused row
 with label -1 (``mmbackbones.export.detector_graph``). By default the batch and
 the image size are dynamic; ``--static`` fixes them to ``--batch`` x ``--shape``.
 
-``--test-img`` runs both models on the images and compares the detections;
-``--eval`` runs both over the config's test set and prints each one's metrics.
+``--test-img`` runs PyTorch and each runtime on the images and compares the
+detections; ``--eval`` runs them over the config's test set (PyTorch once, however
+many runtimes) and prints each one's metrics.
 Either exits with status 1 when the detections differ (labels, boxes beyond
 1e-3 relative, scores beyond 1e-4).
 """
@@ -34,8 +37,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='an MMDetection config (configs/detection/...)')
     parser.add_argument('checkpoint', help='the trained detector (a path, URL or weights name)')
-    parser.add_argument('--backend', choices=['onnxruntime', 'openvino'],
-                        default='onnxruntime')
+    parser.add_argument('--backend', choices=['onnxruntime', 'openvino'], nargs='+',
+                        default=['onnxruntime'],
+                        help='the runtime(s): several share one export and one PyTorch run')
     parser.add_argument('--work-dir', help='where the deployment goes')
     parser.add_argument('--shape', type=int, nargs='+',
                         help='input height and width to trace (default: the test pipeline\'s '
@@ -70,32 +74,36 @@ def main(argv=None) -> int:
         cfg.merge_from_dict(args.cfg_options)
     apply_data_root(cfg, data_root_before)  # data_root=... reaches the test set
     work_dir = args.work_dir or osp.join(
-        'work_dirs', 'deploy', f'{osp.splitext(osp.basename(args.config))[0]}_{args.backend}')
+        'work_dirs', 'deploy',
+        f'{osp.splitext(osp.basename(args.config))[0]}_{"+".join(args.backend)}')
     path = deploy.write_deployment(cfg, args.checkpoint, work_dir, args.backend, args.shape,
                                    args.batch, dynamic=not args.static)
-    print(f'[deploy] {args.backend}: {path}')
-    deployed = deploy.DeployedDetector(work_dir)
+    print(f'[deploy] {"+".join(args.backend)}: {path}')
+    deployed = {backend: deploy.DeployedDetector(work_dir, backend) for backend in args.backend}
     detector, _ = deploy.build_detector(osp.join(work_dir, deploy.CONFIG_FILE), args.checkpoint)
     status = 0
     for image_path in args.test_img:
-        image, shapes, samples = deploy.preprocess(detector, deployed.pipeline, [image_path])
+        image, shapes, samples = deploy.preprocess(detector, deployed[args.backend[0]].pipeline,
+                                                   [image_path])
         expected = deploy.predict_torch(detector, image, samples)[0]
-        dets, labels = deployed.run(image, shapes)
-        got = deploy.to_instances(dets[0], labels[0], samples[0])
-        problem = deploy.compare_detections(expected, got)
-        print(f'[deploy] {image_path}: {len(got["scores"])} detections, '
-              + (f'DIFFERENT from PyTorch: {problem}' if problem else 'equal to PyTorch\'s'))
-        status = status or int(problem is not None)
+        for backend, model in deployed.items():
+            dets, labels = model.run(image, shapes)
+            got = deploy.to_instances(dets[0], labels[0], samples[0])
+            problem = deploy.compare_detections(expected, got)
+            print(f'[deploy] {backend}: {image_path}: {len(got["scores"])} detections, '
+                  + (f'DIFFERENT from PyTorch: {problem}' if problem else 'equal to PyTorch\'s'))
+            status = status or int(problem is not None)
     if args.eval:
         result = deploy.evaluate(deployed, detector, cfg, args.max_batches)
-        for side in ('pytorch', 'runtime'):
-            shown = {k: round(v, 4) for k, v in result[side].items()
+        for side, metrics in [('pytorch', result['pytorch']), *result['runtimes'].items()]:
+            shown = {k: round(v, 4) for k, v in metrics.items()
                      if isinstance(v, float) and k.endswith(('mAP', 'mAP_50', 'mAP_75'))}
-            print(f'[deploy] {side if side == "pytorch" else args.backend}: {shown}')
-        for line in result['differing'][:10]:
-            print(f'[deploy] differs: {line}')
-        print(f'[deploy] images whose detections differ: {len(result["differing"])}')
-        status = status or int(bool(result['differing']))
+            print(f'[deploy] {side}: {shown}')
+        for backend, differing in result['differing'].items():
+            for line in differing[:10]:
+                print(f'[deploy] {backend} differs: {line}')
+            print(f'[deploy] {backend}: images whose detections differ: {len(differing)}')
+            status = status or int(bool(differing))
     return status
 
 

@@ -11,7 +11,7 @@ import json
 import os
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..errors import ExportError
 from .detector_graph import INPUT_NAMES, OUTPUT_NAMES, DetectorGraph
 from .files import written_whole
-from .runtime import Session, check_backend, require, to_openvino_ir
+from .runtime import Session, require, to_openvino_ir
 
 ONNX_FILE, IR_FILE, CONFIG_FILE, META_FILE = ('end2end.onnx', 'end2end.xml',
                                               'model_config.py', 'deploy.json')
@@ -138,27 +138,32 @@ def to_instances(dets: np.ndarray, labels: np.ndarray, sample=None) -> Dict[str,
 
 
 def write_deployment(config, checkpoint: Optional[str], work_dir: str,
-                     backend: str = 'onnxruntime', shape: Optional[Sequence[int]] = None,
-                     batch: int = 1, dynamic: bool = True) -> str:
+                     backend: Union[str, Sequence[str]] = 'onnxruntime',
+                     shape: Optional[Sequence[int]] = None, batch: int = 1,
+                     dynamic: bool = True) -> str:
     """Export the detector of ``config`` + ``checkpoint`` into ``work_dir`` for
-    ``backend`` (the folder layout in the module docstring); ``shape`` defaults to
-    the test pipeline's resize scale, padded. Returns the model file's path."""
-    check_backend(backend)
-    require(backend)  # the runtime is missing: say so before exporting
+    ``backend`` (one runtime, or several sharing the folder: OpenVINO's IR is
+    written beside the ONNX file that ONNX Runtime reads); the folder layout is in
+    the module docstring. ``shape`` defaults to the test pipeline's resize scale,
+    padded. Returns the (first) backend's model file's path."""
+    backends = [backend] if isinstance(backend, str) else list(backend)
+    for name in backends:
+        require(name)  # a runtime is missing: say so before exporting
     detector, cfg = build_detector(config, checkpoint)
     shape = tuple(shape or default_shape(cfg, size_divisor(detector)))
     os.makedirs(work_dir, exist_ok=True)
     onnx_path = export_detector(detector, osp.join(work_dir, ONNX_FILE), shape, batch, dynamic)
-    model_path = onnx_path
-    if backend == 'openvino':
-        model_path = to_openvino_ir(onnx_path, osp.join(work_dir, IR_FILE))
+    paths = {name: onnx_path for name in backends}
+    if 'openvino' in backends:
+        paths['openvino'] = to_openvino_ir(onnx_path, osp.join(work_dir, IR_FILE))
     cfg.dump(osp.join(work_dir, CONFIG_FILE))
-    meta = dict(backend=backend, model=osp.basename(model_path), shape=list(shape),
-                batch=None if dynamic else batch, dynamic=dynamic, inputs=list(INPUT_NAMES),
-                outputs=list(OUTPUT_NAMES), checkpoint=checkpoint, classes=class_names(cfg))
+    meta = dict(backend=backends[0], backends=backends, model=osp.basename(paths[backends[0]]),
+                shape=list(shape), batch=None if dynamic else batch, dynamic=dynamic,
+                inputs=list(INPUT_NAMES), outputs=list(OUTPUT_NAMES), checkpoint=checkpoint,
+                classes=class_names(cfg))
     with open(osp.join(work_dir, META_FILE), 'w') as f:
         json.dump(meta, f, indent=2)
-    return model_path
+    return paths[backends[0]]
 
 
 def class_names(cfg) -> List[str]:
@@ -258,38 +263,41 @@ def compare_detections(expected: Dict[str, Tensor], got: Dict[str, Tensor],
     return None
 
 
-def evaluate(deployed: 'DeployedDetector', detector: nn.Module, cfg,
+def evaluate(deployed: Mapping[str, 'DeployedDetector'], detector: nn.Module, cfg,
              max_batches: Optional[int] = None) -> dict:
-    """The config's test set through the deployed model and through ``detector``
-    (PyTorch), the same prepared batches for both: the test evaluator's metrics
-    for each, and the images whose detections differ (:func:`compare_detections`)."""
+    """The config's test set through ``detector`` (PyTorch) and each deployed
+    model (by runtime name), the same prepared batches for all: ``pytorch`` and
+    ``runtimes[name]``, the test evaluator's metrics, and ``differing[name]``, the
+    images whose detections differ from PyTorch's (:func:`compare_detections`)."""
     from mmengine.evaluator import Evaluator
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
     with DefaultScope.overwrite_default_scope('mmdet'):
         loader = Runner.build_dataloader(cfg.test_dataloader)
-        evaluators = {side: Evaluator(cfg.test_evaluator) for side in ('pytorch', 'runtime')}
+        evaluators = {side: Evaluator(cfg.test_evaluator) for side in ['pytorch', *deployed]}
     for evaluator in evaluators.values():
         evaluator.dataset_meta = loader.dataset.metainfo
-    differing = []
+    differing = {name: [] for name in deployed}
     for index, batch in enumerate(loader):
         if max_batches is not None and index >= max_batches:
             break
         data = detector.data_preprocessor(batch, False)
         image, samples = data['inputs'], data['data_samples']
         shapes = image_shapes(samples)
-        expected = predict_torch(detector, image, samples)
-        dets, labels = deployed.run(image, shapes)
-        got = [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)]
-        for sample, e, g in zip(samples, expected, got):
-            problem = compare_detections(e, g)
-            if problem:
-                differing.append(f'{sample.metainfo.get("img_path")}: {problem}')
-        for side, predictions in (('pytorch', expected), ('runtime', got)):
+        predictions = dict(pytorch=predict_torch(detector, image, samples))
+        for name, model in deployed.items():
+            dets, labels = model.run(image, shapes)
+            predictions[name] = [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)]
+            for sample, e, g in zip(samples, predictions['pytorch'], predictions[name]):
+                problem = compare_detections(e, g)
+                if problem:
+                    differing[name].append(f'{sample.metainfo.get("img_path")}: {problem}')
+        for side, results in predictions.items():
             evaluators[side].process(
                 [dict(img_id=s.metainfo['img_id'], ori_shape=s.metainfo['ori_shape'],
-                      pred_instances=p) for s, p in zip(samples, predictions)], batch)
+                      pred_instances=p) for s, p in zip(samples, results)], batch)
     size = len(loader.dataset) if max_batches is None else \
         min(len(loader.dataset), max_batches * loader.batch_size)
     return dict(pytorch=evaluators['pytorch'].evaluate(size),
-                runtime=evaluators['runtime'].evaluate(size), differing=differing)
+                runtimes={name: evaluators[name].evaluate(size) for name in deployed},
+                differing=differing)
