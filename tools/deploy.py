@@ -55,6 +55,7 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config settings, as in tools/test.py')
     args = parser.parse_args(argv)
+    args.backend = list(dict.fromkeys(args.backend))  # each runtime once
     if args.shape and len(args.shape) == 1:
         args.shape = args.shape * 2
     if args.shape and len(args.shape) != 2:

@@ -146,7 +146,7 @@ def write_deployment(config, checkpoint: Optional[str], work_dir: str,
     written beside the ONNX file that ONNX Runtime reads); the folder layout is in
     the module docstring. ``shape`` defaults to the test pipeline's resize scale,
     padded. Returns the (first) backend's model file's path."""
-    backends = [backend] if isinstance(backend, str) else list(backend)
+    backends = list(dict.fromkeys([backend] if isinstance(backend, str) else backend))
     for name in backends:
         require(name)  # a runtime is missing: say so before exporting
     detector, cfg = build_detector(config, checkpoint)
