@@ -40,4 +40,15 @@ def run(main: Callable[[], object]) -> None:
         sys.stderr.write(f'{tool}: error: {message}\n'
                          f'({DEBUG_FLAG} or {DEBUG_ENV}=1 shows the traceback)\n')
         sys.exit(1)
+    finally:
+        close_process_group()
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def close_process_group() -> None:
+    """Destroy the distributed process group a run under torchrun created: left
+    to the interpreter's exit, its threads could abort the process after a
+    finished run ("terminate called without an active exception", exit -6)."""
+    dist = sys.modules.get('torch.distributed')
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
