@@ -118,18 +118,18 @@ def test_exported_detector_equals_pytorch_in_both_runtimes(family, det_root, pho
     ops = {node.op_type for node in onnx.load(paths['onnxruntime']).graph.node}
     assert 'NonMaxSuppression' in ops and 'Sigmoid' not in ops  # the graph's own sigmoid
     sessions = {backend: Session(path, backend) for backend, path in paths.items()}
-    for scale, count in ((200, 3), ):
-        for step in cfg.test_dataloader.dataset.pipeline:
-            if step['type'] == 'Resize':
-                step['scale'] = (scale, scale)
-        image, image_shape, samples = prepared(detector, cfg, photos[:count])
-        expected = predict_torch(detector, image, samples)
-        assert all(len(e['scores']) > 10 for e in expected)
-        for backend, session in sessions.items():
-            dets, labels = session(dict(image=image.numpy(), image_shape=image_shape.numpy()))
-            assert dets.shape == (count, 100, 5) and labels.shape == (count, 100)
-            got = [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)]
-            assert_same(expected, got)
+    scale, count = 200, 3
+    for step in cfg.test_dataloader.dataset.pipeline:
+        if step['type'] == 'Resize':
+            step['scale'] = (scale, scale)
+    image, image_shape, samples = prepared(detector, cfg, photos[:count])
+    expected = predict_torch(detector, image, samples)
+    assert all(len(e['scores']) > 10 for e in expected)
+    for backend, session in sessions.items():
+        dets, labels = session(dict(image=image.numpy(), image_shape=image_shape.numpy()))
+        assert dets.shape == (count, 100, 5) and labels.shape == (count, 100)
+        got = [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)]
+        assert_same(expected, got)
 
 
 class Logistic(torch.nn.Module):
@@ -178,9 +178,10 @@ def test_trained_detector_deploys_with_the_same_detections(family, det_root, tmp
     """With trained weights (RetinaNet's: the quick demo's test): each family,
     made small and trained 20 iterations on the demo set, deployed by
     tools/deploy.py to both runtimes at once, gives PyTorch's detections on every
-    one of 32 validation images (the whole 80 for RetinaNet), and so the same mAP. Trained scores are what
-    random weights do not give: thousands of RPN scores near zero, whose order
-    ONNX Runtime's own Sigmoid did not keep (30 of 80 images differed)."""
+    one of 32 validation images (the whole 80 for RetinaNet), and so the same mAP.
+    Trained scores are what random weights do not give: thousands of RPN scores
+    near zero, whose order ONNX Runtime's own Sigmoid did not keep (30 of 80
+    images differed)."""
     import deploy as deploy_tool
     raw = Config.fromfile(osp.join(ROOT, 'configs', 'detection', FAMILIES[family]))
     cfg = small_trainable(raw, det_root, iters=20, work_dir=str(tmp_path / 'train'))

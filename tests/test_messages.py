@@ -70,3 +70,18 @@ def test_the_documented_activations_are_the_accepted_ones():
     for name in re.findall(r'`(\w+)`', refused.split(')')[0]):
         with pytest.raises(ValueError, match=rf"unknown activation type '{name}'"):
             build_backbone('VoVNet-19-slim', act_cfg=dict(type=name))
+
+
+def test_a_tool_ends_by_destroying_its_process_group(monkeypatch):
+    """A run under torchrun leaves a process group; left to the interpreter's exit,
+    a 2-process run that validated at its end aborted there (exit -6)."""
+    import torch.distributed as dist
+
+    from mmbackbones.cli import run
+    from training_utils import free_port
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', str(free_port()))
+    dist.init_process_group('gloo', rank=0, world_size=1)
+    with pytest.raises(SystemExit) as ended:
+        run(lambda: 0)
+    assert ended.value.code == 0 and not dist.is_initialized()

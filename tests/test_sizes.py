@@ -51,8 +51,8 @@ SIZES_PAGE = Path(__file__).resolve().parents[1] / 'docs' / 'backbones.md'
 def test_size_table_is_the_tools_output_and_matches_the_reference():
     """Every variant, those without a reference figure (CSPDarknet-19, V1 of
     -19/-99) included, has its measured row in docs/backbones.md; those with one
-    match it. One test measures each variant once (38 variants: under
-    pytest-xdist, separate tests measured them on both workers)."""
+    match it. One test measures each of the 43 variants once (under pytest-xdist,
+    separate tests measured them on both workers)."""
     text = SIZES_PAGE.read_text()
     assert 'CSPDarknet-19' in list_variants() and set(REFERENCE) <= set(list_variants())
     problems = []
