@@ -172,14 +172,16 @@ def _load_safetensors(path: str, map_location) -> dict:
                               f'or truncated?): {err}') from None
 
 
-def load_url(url: str, map_location=None, filename: Optional[str] = None) -> dict:
+def load_url(url: str, map_location=None, filename: Optional[str] = None,
+             sha256: Optional[str] = None) -> dict:
     """A checkpoint URL, downloaded once per machine into the weights cache
-    (:mod:`mmbackbones.download`: atomic, verified against the hash a file name
-    publishes, one process downloads while the others wait; ``filename`` names
-    it there), read like
+    (:mod:`mmbackbones.download`: atomic, one process downloads while the others
+    wait, and on every use checked against ``sha256`` (a prefix is enough), the
+    hash a torchvision/OpenMMLab file name publishes, or else the hash recorded at
+    its first download; ``filename`` names it there), read like
     :func:`safe_load`; a downloaded file that does not read is removed.
     MMEngine's own URL loader passes ``weights_only=False``."""
-    path = fetch(url, filename)
+    path = fetch(url, filename, sha256)
     try:
         return safe_load(path, map_location)
     except UnsafeCheckpointError:

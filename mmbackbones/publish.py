@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import safe_load
 from .engine.atomic_io import atomic_write
+from .input_check import input_record
 from .version import __version__
 
 
@@ -21,21 +22,29 @@ def publish_checkpoint(src: str, out: Optional[str] = None) -> str:
     (``checkpoints/vovnet39_imagenet.pth``). Returns the hashed file's path."""
     _check_link_target(out)
     checkpoint = safe_load(src)
-    ema = checkpoint.get('ema_state_dict')
-    if isinstance(ema, dict):
-        # MMEngine's EMAHook stores the averaged model under 'module.'
-        state_dict = {k[len('module.'):]: v for k, v in ema.items()
-                      if k.startswith('module.')}
-    else:
-        state_dict = checkpoint.get('state_dict', checkpoint)
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    # MMEngine's EMAHook.before_save_checkpoint swaps the two before saving, so that
+    # a checkpoint deploys its averaged model: 'state_dict' holds the EMA weights and
+    # 'ema_state_dict' the raw ones (under 'module.', to resume from)
+    ema = _swapped_by_ema_hook(checkpoint)
     meta = checkpoint.get('meta') or {}
     classes = (meta.get('dataset_meta') or {}).get('classes')
     return write_release(
         state_dict, dict(source=osp.basename(src), epoch=int(meta.get('epoch', 0)),
-                         iter=int(meta.get('iter', 0)), ema=isinstance(ema, dict),
+                         iter=int(meta.get('iter', 0)), ema=ema,
                          classes=[str(c) for c in classes] if classes else None,
-                         backbone=meta.get('backbone')),
+                         backbone=meta.get('backbone'), input=input_record(checkpoint)),
         out or src, link=bool(out))
+
+
+def _swapped_by_ema_hook(checkpoint: dict) -> bool:
+    """Whether ``state_dict`` holds EMAHook's averaged weights: the hook swapped
+    in every model tensor that ``ema_state_dict`` names under ``module.``."""
+    ema, state_dict = checkpoint.get('ema_state_dict'), checkpoint.get('state_dict')
+    if not isinstance(ema, dict) or not isinstance(state_dict, dict):
+        return False
+    averaged = [k[len('module.'):] for k in ema if k.startswith('module.')]
+    return bool(averaged) and all(k in state_dict for k in averaged)
 
 
 def write_release(state_dict: Dict[str, torch.Tensor], meta: dict, out: str,

@@ -185,3 +185,35 @@ def test_check_dataset_writes_a_readable_coco_annotation_file(damaged_folder, tm
     assert len(readable['images']) == len(readable['annotations']) == len(images) - 3
     assert not {'cls_a/empty.jpg', 'cls_a/text.jpg', 'cls_b/truncated.jpg'} & {
         i['file_name'] for i in readable['images']}
+
+
+def test_check_dataset_reads_a_coco_annotation_file_and_reports_missing_images(
+        damaged_folder, tmp_path, capsys):
+    """It walked the folder: an image the annotation file lists but the disk
+    lacks went unreported, and stayed in the 'readable' annotation file."""
+    import json
+    import sys
+
+    from training_utils import ROOT
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    import check_dataset
+    listed = ['cls_a/good.jpg', 'cls_b/good.JPEG', 'cls_a/gone.jpg', 'cls_a/empty.jpg']
+    coco = dict(images=[dict(id=i, file_name=name) for i, name in enumerate(listed)],
+                annotations=[dict(id=i, image_id=i) for i in range(len(listed))],
+                categories=[])
+    ann = tmp_path / 'instances.json'
+    ann.write_text(json.dumps(coco))
+    out = tmp_path / 'out'
+    status = check_dataset.main([str(damaged_folder), '--ann', str(ann), '--workers', '1',
+                                 '--out', str(out)])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert '4 images checked, 2 unreadable' in printed  # the listed ones, not the folder's
+    assert f'missing (unreadable): 1: {damaged_folder / "cls_a" / "gone.jpg"}' in printed
+    assert '4 image files in' in printed and 'not listed' in printed
+    report = out / f'{damaged_folder.parent.name}_train'
+    readable = json.loads((report / 'instances.readable.json').read_text())
+    assert [i['file_name'] for i in readable['images']] == listed[:2]
+    assert sorted(a['image_id'] for a in readable['annotations']) == [0, 1]
+    assert (report / 'unreadable.txt').read_text().split() == [
+        str(damaged_folder / 'cls_a' / 'gone.jpg'), str(damaged_folder / 'cls_a' / 'empty.jpg')]

@@ -1,6 +1,7 @@
 """Pretrained loading from every source MMEngine resolves, strictly, and no
 surprise from importing the package (file modes, symlinks, stock MMEngine
 checkpoints, NumPy 1 pickles, torch's switch for trusted files)."""
+import hashlib
 import io
 import os
 import stat
@@ -18,6 +19,7 @@ from mmengine.logging import HistoryBuffer, MessageHub
 import mmbackbones  # noqa: F401  (installs safe loading and atomic writes)
 from mmbackbones import CheckpointError, build_backbone, load_weights
 from mmbackbones.checkpoint import load_checkpoint, safe_load
+from mmbackbones.download import cache_path
 from mmbackbones.engine.atomic_io import atomic_write
 from mmbackbones.publish import publish_checkpoint
 
@@ -40,35 +42,44 @@ def cached_file(cache, url: str):
     return cache / url.rsplit('/', 1)[-1]
 
 
-def test_torchvision_scheme_resolves_through_mmengine_cache(torch_home):
+def test_torchvision_scheme_resolves_into_the_torch_hub_cache_and_checks_the_hash(torch_home):
+    """torch hub's name for the file, and torchvision's published hash (the name's
+    suffix) checked on use: a file there that is not torchvision's is refused,
+    naming both hashes, and left in place."""
     from mmengine.runner.checkpoint import get_torchvision_models
-    tv = torchvision.models.resnet18(weights=None)
-    for m in tv.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-    torch.save(tv.state_dict(), cached_file(torch_home, get_torchvision_models()['resnet18']))
+    url = get_torchvision_models()['resnet18']
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), cached_file(torch_home, url))
+    with open(cached_file(torch_home, url), 'rb') as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
     model = build_backbone('ResNet-18', init_cfg=dict(type='Pretrained',
                                                       checkpoint='torchvision://resnet18'))
-    model.init_weights()
-    assert torch.equal(model.stem[1].running_mean, tv.bn1.running_mean)
-    assert torch.equal(model.stage5[-1].conv2.weight, tv.layer4[-1].conv2.weight)
+    with pytest.raises(CheckpointError, match=rf'{cached_file(torch_home, url)}, the cached '
+                                              rf'file of {url}, is not the published file: '
+                                              rf'its SHA-256 is {digest}, the published hash '
+                                              rf'is f37072fd'):
+        model.init_weights()
+    assert cached_file(torch_home, url).exists()
 
 
-def test_url_and_open_mmlab_schemes_load_safely_from_the_cache(torch_home, tmp_path):
-    from mmengine.runner.checkpoint import get_external_models
+def test_url_and_open_mmlab_schemes_load_safely_from_the_cache(torch_home, tmp_path,
+                                                               monkeypatch):
+    # MMEngine's own way to point a name elsewhere: $MMENGINE_HOME/open_mmlab.json
+    url = 'https://example.invalid/weights/darknet.pth'
+    monkeypatch.setenv('MMENGINE_HOME', str(tmp_path / 'mmengine'))
+    (tmp_path / 'mmengine').mkdir()
+    (tmp_path / 'mmengine' / 'open_mmlab.json').write_text(f'{{"darknet53": "{url}"}}')
     state = build_backbone('Darknet-19').state_dict()
-    url = get_external_models()['darknet53']
-    torch.save({'state_dict': {'backbone.' + k: v for k, v in state.items()}},
-               cached_file(torch_home, url))
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in state.items()}}, cache_path(url))
     for source in (url, 'open-mmlab://darknet53'):
         model = build_backbone('Darknet-19', init_cfg=dict(type='Pretrained',
                                                            checkpoint=source, prefix='backbone'))
         model.init_weights()  # prefix without the trailing dot, as MMEngine accepts
         assert_loaded(model, state)
     # MMEngine's URL loader passes weights_only=False: ours still refuses code
-    torch.save({'state_dict': state, 'f': os.system}, cached_file(torch_home, url))
+    evil = 'https://example.invalid/weights/evil.pth'
+    torch.save({'state_dict': state, 'f': os.system}, cache_path(evil))
     with pytest.raises(CheckpointError, match='refusing to load'):
-        load_checkpoint(url)
+        load_checkpoint(evil)
     with pytest.raises(CheckpointError, match="knows no model named 'no_such_model'"):
         load_checkpoint('torchvision://no_such_model')
 
@@ -240,7 +251,7 @@ def test_safe_loading_restores_the_allow_list_and_sets_no_environment(tmp_path, 
         holder.start()
         inside.wait(10)
         url = 'https://example.invalid/checkpoints/evil.pth'
-        torch.save({'f': os.system}, torch_home / 'evil.pth')
+        torch.save({'f': os.system}, cache_path(url))
         with safe_loading():
             assert all(g in get() for g in SAFE_GLOBALS)
             with pytest.raises(CheckpointError, match='refusing to load'):

@@ -156,8 +156,10 @@ def test_caffe_style_resnet_files_are_refused(tmp_path, monkeypatch):
     plain = tmp_path / 'resnet50-0676ba61.pth'  # torchvision's name: pytorch-style
     torch.save(data, plain)
     load_weights(build_backbone('ResNet-50'), str(plain))
-    # through MMEngine's name, from the cache (nothing is downloaded)
-    monkeypatch.setenv('MMBACKBONES_WEIGHTS_DIR', str(tmp_path))
+    # through MMEngine's name, pointed at the stand-in by $MMENGINE_HOME/open_mmlab.json
+    # (in the cache it would be refused: it is not the file with the published hash)
+    monkeypatch.setenv('MMENGINE_HOME', str(tmp_path))
+    (tmp_path / 'open_mmlab.json').write_text(f'{{"detectron2/resnet50_caffe": "{caffe.name}"}}')
     with pytest.raises(CheckpointError, match=r"open-mmlab://detectron2/resnet50_caffe is a "
                                               r"caffe-style ResNet"):
         load_weights(build_backbone('ResNet-50'), 'open-mmlab://detectron2/resnet50_caffe')

@@ -195,3 +195,26 @@ def test_skip_in_eval_on_a_coco_set_filters_the_dataset_and_the_evaluator(det_ro
     cfg.test_dataloader.dataset.indices = 8
     metrics = Runner.from_cfg(cfg).test()  # evaluates without the image, no crash
     assert 'coco/bbox_mAP' in metrics
+
+
+def test_skip_in_eval_leaves_out_an_annotated_image_missing_from_disk(det_root, tmp_path):
+    """A COCO set listing an image that is not on the disk crashed the check
+    (FileNotFoundError in a worker): a missing image is an unreadable one."""
+    from mmengine.config import Config
+    from mmbackbones.engine import prepare_config
+    data = tmp_path / 'det'
+    shutil.copytree(det_root, data)
+    images = json.loads((data / 'annotations' / 'val.json').read_text())['images']
+    victim = data / 'val' / images[1]['file_name']
+    victim.unlink()
+    cfg = Config.fromfile(f'{ROOT}/configs/demo/retinanet_vovnet19slim_digits.py')
+    cfg.merge_from_dict({'data_root': f'{data}/',
+                         'unreadable_images': dict(skip_in_eval=True)})
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg = prepare_config(cfg, data_root_before='data/digits_det/', check_memory=False)
+    kept = json.loads(open(cfg.val_evaluator.ann_file).read())
+    assert cfg.val_dataloader.dataset.ann_file == cfg.val_evaluator.ann_file
+    assert [i['id'] for i in kept['images']] == [i['id'] for i in images if i is not images[1]]
+    assert images[1]['id'] not in {a['image_id'] for a in kept['annotations']}
+    assert (tmp_path / 'work' / 'unreadable_eval_images.txt').read_text().split() == [
+        str(victim)]

@@ -1,9 +1,12 @@
 """Public weights by name, downloaded from a local HTTP server (127.0.0.1) that
 serves files this test writes in each public layout: first download, cache hit,
-truncated/corrupt files, 404, a stalled server, two processes at once, offline.
+truncated/corrupt files, 404, a stalled server, two processes at once, offline,
+cache names that never collide, hashes checked on every use, an unwritable cache.
 Nothing here reaches beyond the machine."""
+import dataclasses
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 import threading
@@ -16,7 +19,9 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmbackbones import CheckpointError, build_backbone, load_weights
-from mmbackbones.download import DownloadError, cache_dir, fetch
+from mmbackbones import download
+from mmbackbones.checkpoint import load_checkpoint
+from mmbackbones.download import DownloadError, cache_dir, cache_path, fetch, published_hash
 from mmbackbones.registry import MODELS
 from mmbackbones.weights.catalog import WeightsEntry, catalog
 from public_layouts import vovnet_detectron2_state
@@ -119,7 +124,8 @@ def test_first_download_then_cache_hit(server, cache, entries):
     model = build_backbone('VoVNet-19-S4', weights=entry.name)
     assert torch.equal(model.stem[0].conv.weight, state['stem.stem_1/conv.weight'])
     assert server.requests == {'V-19-eSE.pth': 1}
-    assert sorted(os.listdir(cache)) == ['V-19-eSE.pth', 'V-19-eSE.pth.lock']
+    assert sorted(os.listdir(cache)) == ['V-19-eSE.pth', 'V-19-eSE.pth.json',
+                                         'V-19-eSE.pth.lock']
     again = build_backbone('VoVNet-19-S4', weights='mmbackbones://test-d2/V-19-eSE')
     assert torch.equal(again.stage5[-1].ese.fc.bias, model.stage5[-1].ese.fc.bias)
     assert server.requests == {'V-19-eSE.pth': 1}  # no second request
@@ -176,8 +182,9 @@ def test_timm_safetensors_and_torchvision_layouts(server, cache, entries):
                                  dict(depth=18), None, 'test', 224))
     report = load_weights(build_backbone('ResNet-18'), entry.name)
     assert report.set_aside == ['fc.weight', 'fc.bias']
-    assert sorted(os.listdir(cache)) == sorted([name, name + '.lock', 'timm--ese--model.safetensors',
-                                                'timm--ese--model.safetensors.lock'])
+    assert sorted(os.listdir(cache)) == sorted(
+        [name, name + '.json', name + '.lock', 'timm--ese--model.safetensors',
+         'timm--ese--model.safetensors.json', 'timm--ese--model.safetensors.lock'])
 
 
 def test_truncated_corrupt_and_missing_files_leave_nothing(server, cache, entries):
@@ -188,19 +195,19 @@ def test_truncated_corrupt_and_missing_files_leave_nothing(server, cache, entrie
     assert [f for f in os.listdir(cache) if not f.endswith('.lock')] == []
 
     data = bytearray(saved({'x': torch.zeros(3)}))
-    name = f'resnet18-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    published = hashlib.sha256(data).hexdigest()[:8]
     data[-40] ^= 0xFF  # one flipped byte: the published hash no longer matches
-    server.files[name] = bytes(data)
+    server.files['resnet18.pth'] = bytes(data)
     with pytest.raises(DownloadError, match=r'is corrupt: its SHA-256 starts .*the published '
                                             r'hash is'):
-        fetch(server.url(name))
-    assert not (cache / name).exists()
+        fetch(server.url('resnet18.pth'), sha256=published)
+    assert [f for f in os.listdir(cache) if not f.endswith('.lock')] == []
 
     server.files['garbage.pth'] = os.urandom(4096)  # no hash to check: the read fails
     with pytest.raises(CheckpointError, match=r'garbage.pth.*not a readable checkpoint.*the file was '
                                               r'removed.*not a checkpoint'):
         load_weights(build_backbone('VoVNet-19-S4'), server.url('garbage.pth'))
-    assert not (cache / 'garbage.pth').exists()
+    assert [f for f in os.listdir(cache) if not f.endswith('.lock')] == []  # its record too
 
     with pytest.raises(DownloadError, match='HTTP 404'):
         fetch(server.url('missing.pth'))
@@ -233,7 +240,7 @@ def test_two_processes_download_once(server, cache):
     for worker in workers:
         worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0]
-    assert {queue.get(timeout=5), queue.get(timeout=5)} == {str(cache / 'shared.pth')}
+    assert {queue.get(timeout=5), queue.get(timeout=5)} == {cache_path(server.url('shared.pth'))}
     assert server.requests == {'shared.pth': 1}
 
 
@@ -247,7 +254,9 @@ def test_offline_names_the_address_and_the_path_then_uses_a_file_put_there(serve
         build_backbone('VoVNet-19-S4', weights=entry.name)
     cache.mkdir(parents=True, exist_ok=True)
     target.write_bytes(server.files['V-19-eSE.pth'])
-    model = build_backbone('VoVNet-19-S4', weights=entry.name)
+    with pytest.warns(UserWarning, match=r'no record of its download.*publishes no hash: its '
+                                         r'SHA-256 [0-9a-f]{64} is now recorded'):
+        model = build_backbone('VoVNet-19-S4', weights=entry.name)
     assert torch.equal(model.stem[0].conv.weight, state['stem.stem_1/conv.weight'])
     assert server.requests == {}
     monkeypatch.delenv('MMBACKBONES_OFFLINE')
@@ -270,6 +279,13 @@ def test_the_catalog_lists_real_public_addresses():
     tv = names['torchvision/ResNet50_Weights.IMAGENET1K_V1']
     assert tv.url == 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
     assert tv.top1.startswith('76.13') and tv.resolution == 224
+    # torch hub's and MMEngine's name, so their cached files are shared, and its hash
+    assert tv.cache_name() == download.cache_name(tv.url) == 'resnet50-0676ba61.pth'
+    assert published_hash(tv.url) == '0676ba61'
+    assert published_hash(names['mmdet/darknet53'].url) == 'a628ea1b'
+    for entry in names.values():  # Dropbox and the Hub publish none: recorded at first download
+        assert entry.sha256 or published_hash(entry.url) or entry.source in (
+            'vovnet-detectron2', 'timm'), entry.name
     assert names['timm/ese_vovnet39b.ra_in1k'].url == (
         'https://huggingface.co/timm/ese_vovnet39b.ra_in1k/resolve/main/model.safetensors')
     assert cache_dir().endswith(os.path.join('hub', 'checkpoints')) or \
@@ -332,3 +348,148 @@ def test_detectron2_yacs_and_lazy_take_the_name(server, cache, entries):
     model = instantiate(lazy.model)
     assert torch.equal(model.backbone.bottom_up.body.stem[0].conv.weight,
                        state['stem.stem_1/conv.weight'])
+
+
+def test_urls_with_the_same_last_part_never_share_a_cache_file(server, cache):
+    """Two runs' epoch_12.pth, two Drive-style ``uc?id=`` links: four files, through
+    load_weights and through MMEngine's CheckpointLoader (load_from, init_cfg)."""
+    model = build_backbone('VoVNet-19-slim')
+    runs = {}
+    for run in ('exp_a', 'exp_b'):
+        runs[run] = {k: v + len(runs) for k, v in random_state(model).items()}
+        server.files[f'{run}/epoch_12.pth'] = saved({'state_dict': runs[run]})
+    for run in ('exp_a', 'exp_b'):
+        load_weights(model, server.url(f'{run}/epoch_12.pth'))
+        assert torch.equal(model.stem[0].conv.weight, runs[run]['stem.0.conv.weight'])
+    for key in ('AAA', 'BBB'):
+        server.files[f'uc?id={key}'] = saved({'key': key})
+    for key in ('AAA', 'BBB'):
+        assert CheckpointLoader.load_checkpoint(server.url(f'uc?id={key}')) == {'key': key}
+    names = ('exp_a/epoch_12.pth', 'exp_b/epoch_12.pth', 'uc?id=AAA', 'uc?id=BBB')
+    assert server.requests == dict.fromkeys(names, 1)
+    paths = [cache_path(server.url(name)) for name in names]
+    assert len(set(paths)) == 4 and paths[0].endswith('-epoch_12.pth')
+    with open(paths[3] + '.json') as f:  # the URL beside the file
+        record = json.load(f)
+    assert record['url'] == server.url('uc?id=BBB')
+    assert record['sha256'] == hashlib.sha256(server.files['uc?id=BBB']).hexdigest()
+
+
+def test_a_date_or_a_step_in_a_name_is_not_a_hash(server, cache):
+    """Only torchvision's and OpenMMLab's hosts end their names in a hash."""
+    model = build_backbone('VoVNet-19-slim')
+    for name in ('model-20231201.pth', 'ckpt-000100.pth'):
+        state = random_state(model)
+        server.files[name] = saved({'state_dict': state})
+        load_weights(model, server.url(name))
+        assert torch.equal(model.stem[0].conv.weight, state['stem.0.conv.weight'])
+        raw = CheckpointLoader.load_checkpoint(server.url(name))  # MMEngine's door
+        assert torch.equal(raw['state_dict']['stem.0.conv.weight'], state['stem.0.conv.weight'])
+        assert os.path.isfile(cache_path(server.url(name)))
+    assert published_hash(server.url('resnet50-0676ba61.pth')) is None
+    assert published_hash('https://example.com/models/resnet50-0676ba61.pth') is None
+    assert published_hash('https://download.openmmlab.com/mmclassification/v0/resnet/'
+                          'resnet50_8xb32_in1k_20210831-ea4938fc.pth') == 'ea4938fc'
+
+
+def test_every_use_checks_the_file_against_its_published_or_recorded_hash(
+        server, cache, entries, monkeypatch):
+    # a URL whose source publishes no hash: its first download is recorded ...
+    first = saved({'x': torch.arange(4.0)})
+    server.files['run/latest.pth'] = first
+    url = server.url('run/latest.pth')
+    path = fetch(url, progress=False)
+    good = hashlib.sha256(first).hexdigest()
+    with open(path + '.json') as f:
+        assert json.load(f) == dict(url=url, sha256=good, origin='first download',
+                                    size=len(first), mtime_ns=os.stat(path).st_mtime_ns)
+    # ... a file unchanged since (size and mtime) is not hashed again ...
+    hashed = []
+    file_sha256 = download._file_sha256
+    monkeypatch.setattr(download, '_file_sha256', lambda p: hashed.append(p) or file_sha256(p))
+    assert torch.equal(load_checkpoint(url)['x'], torch.arange(4.0)) and hashed == []
+    # ... and one altered later is an error naming both hashes; it is left for the user
+    altered = saved({'x': torch.zeros(4)})
+    with open(path, 'wb') as f:
+        f.write(altered)
+    bad = hashlib.sha256(altered).hexdigest()
+    with pytest.raises(DownloadError, match=rf'{path}, the cached file of {url}, changed since '
+                                            rf'its first download: its SHA-256 is {bad}, the '
+                                            rf'recorded one {good}'):
+        load_checkpoint(url)
+    assert hashed == [path] and os.path.isfile(path) and server.requests == {'run/latest.pth': 1}
+
+    # a file put there by hand for a name whose source publishes no hash (the
+    # Dropbox and Hub entries): recorded at its first use, and held to it after
+    monkeypatch.setenv('MMBACKBONES_OFFLINE', '1')
+    entry, state = vovnet19_d2(server, entries)
+    target = cache / entry.cache_name()
+    target.write_bytes(server.files['V-19-eSE.pth'])
+    with pytest.warns(UserWarning, match=r'is now recorded'):
+        build_backbone('VoVNet-19-S4', weights=entry.name)
+    target.write_bytes(altered)
+    with pytest.raises(DownloadError, match=r'changed since its first use: its SHA-256 is '
+                                            rf'{bad}, the recorded one'):
+        build_backbone('VoVNet-19-S4', weights=entry.name)
+
+    # a source that publishes the hash: a file that does not match it is refused, whoever
+    # put it there; the published file is taken without a warning
+    published = hashlib.sha256(server.files['V-19-eSE.pth']).hexdigest()
+    pinned = entries(dataclasses.replace(entry, name='test-d2/pinned', sha256=published[:10],
+                                         url=server.url('pinned/V-19-eSE-pinned.pth')))
+    placed = cache / pinned.cache_name()
+    placed.write_bytes(altered)
+    with pytest.raises(DownloadError, match=rf'is not the published file: its SHA-256 is {bad}, '
+                                            rf'the published hash is {published[:10]}'):
+        build_backbone('VoVNet-19-S4', weights=pinned.name)
+    placed.write_bytes(server.files['V-19-eSE.pth'])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        model = build_backbone('VoVNet-19-S4', weights=pinned.name)
+    assert torch.equal(model.stem[0].conv.weight, state['stem.stem_1/conv.weight'])
+    with open(str(placed) + '.json') as f:
+        assert json.load(f)['origin'] == 'published'
+    assert server.requests == {'run/latest.pth': 1}
+
+
+def _fetch_as_a_user(urls, queue):
+    if os.geteuid() == 0:  # root writes anywhere: be an ordinary user
+        os.setgid(65534)
+        os.setuid(65534)
+    for url in urls:
+        try:
+            queue.put(fetch(url, progress=False))
+        except Exception as err:  # noqa: BLE001 (the child reports whatever it got)
+            queue.put(f'{type(err).__name__}: {err}')
+
+
+def test_an_unwritable_cache_is_a_clear_error_and_a_read_only_one_still_serves(
+        server, cache, monkeypatch):
+    import tempfile
+    folder = tempfile.mkdtemp()  # outside pytest's 0700 folders, so another user can enter
+    try:
+        monkeypatch.setenv('MMBACKBONES_WEIGHTS_DIR', folder)
+        server.files['a.pth'] = saved({'x': torch.zeros(2)})
+        there = server.url('there.pth')  # a shared, read-only cache that holds this one
+        with open(cache_path(there), 'wb') as f:
+            f.write(saved({'x': torch.ones(2)}))
+        os.chmod(cache_path(there), 0o644)
+        os.chmod(folder, 0o555)
+        context = multiprocessing.get_context('fork')
+        queue = context.Queue()
+        child = context.Process(target=_fetch_as_a_user, args=([server.url('a.pth'), there],
+                                                              queue))
+        child.start()
+        child.join(60)
+        missing, present = queue.get(timeout=5), queue.get(timeout=5)
+        assert missing == (f'DownloadError: cannot download {server.url("a.pth")} into the '
+                           f'weights cache {folder}: it cannot be written (Permission denied). '
+                           f'Set MMBACKBONES_WEIGHTS_DIR to a folder you can write (or to one '
+                           f'that already holds the file)')
+        assert present == cache_path(there)
+        assert server.requests == {}
+    finally:
+        os.chmod(folder, 0o755)
+        import shutil
+        shutil.rmtree(folder)

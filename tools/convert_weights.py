@@ -25,10 +25,10 @@ def print_list(layouts, entries) -> None:
     ``MODEL.MMBACKBONES.PRETRAINED`` take), then the key layouts read from files."""
     print('Public weights by name (weights=NAME, checkpoint=\'mmbackbones://NAME\'):')
     for name, entry in sorted(entries.items()):
-        norm = entry.normalization
+        norm = entry.normalization  # the one record of each file's input
         print(f'  {name}\n      network: {entry.config()}\n'
-              f'      top-1: {entry.top1} at {entry.resolution} px; input: {norm["order"]} '
-              f'{norm["scale"]}, mean {list(norm["mean"])}, std {list(norm["std"])}\n'
+              f'      top-1: {entry.top1} at {entry.resolution} px\n'
+              f'      input: {norm.label}: {norm.describe()} ({norm.source})\n'
               f'      {entry.url}')
     print('\nKey layouts recognised in files (--layout NAME):')
     for name, layout in sorted(layouts.items()):
@@ -45,6 +45,7 @@ def main(argv=None) -> str:
     parser.add_argument('--list', action='store_true',
                         help='print the public files by name and the known layouts')
     args = parser.parse_args(argv)
+    from mmbackbones.input_check import entry_for
     from mmbackbones.loader import network_record
     from mmbackbones.publish import write_release
     from mmbackbones import convert_weights
@@ -57,12 +58,20 @@ def main(argv=None) -> str:
         parser.error('give SRC and OUT (or --list)')
     converted = convert_weights(args.src, args.layout)
     model = converted.build()  # every tensor, exactly
+    # a named file's input is known; a file's keys do not tell it (DD3D's V2-99 has
+    # vovnet-detectron2's keys and was trained with another std)
+    named = entry_for(args.src)
+    trained_on = named.normalization if named is not None else None
     path = write_release(
         {f'backbone.{k}': v for k, v in converted.state_dict.items()},
         dict(source=osp.basename(args.src), layout=converted.source,
-             backbone=network_record(model, converted.kwargs)), args.out)
+             backbone=network_record(model, converted.kwargs),
+             input=trained_on.record() if trained_on else None), args.out)
     print(f'{args.src}: {converted.source} layout, {len(converted.state_dict)} tensors'
           + (f'; set aside {converted.set_aside}' if converted.set_aside else ''))
+    if trained_on is not None:
+        print(f'trained on {trained_on.describe_pixels()} ({trained_on.label}): the data '
+              f'preprocessor must give the same (recorded as meta.input)')
     print(f'wrote {path} ({args.out} links to it). In a config:')
     print(f"  {converted.config()[:-1]},\n"
           f"       init_cfg=dict(type='Pretrained', checkpoint={args.out!r}, "

@@ -28,14 +28,13 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def build_config(args):
     from mmengine.config import Config
-    from mmengine.runner import Runner
 
     import mmbackbones  # noqa: F401
     from mmbackbones.checkpoint import load_checkpoint
     from mmbackbones.engine import prepare_config
+    from mmbackbones.loader import without_weights
     cfg = Config.fromfile(args.config)
     data_root_before = cfg.get('data_root')
     if args.cfg_options:
@@ -45,12 +44,24 @@ def main(argv=None) -> dict:
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     load_checkpoint(args.checkpoint)  # a clear error for a missing/corrupt/unsafe file
     cfg.load_from = args.checkpoint
+    # the checkpoint replaces every weight (the load is strict): a backbone's own
+    # pretrained file (Timm(weights=True), init_cfg=Pretrained) would only be a
+    # download, or an error offline, for nothing
+    if isinstance(cfg.get('model'), dict) and isinstance(cfg.model.get('backbone'), dict):
+        cfg.model.backbone = without_weights(cfg.model.backbone)
     cfg.train_dataloader = cfg.train_cfg = cfg.param_scheduler = None
     if args.fp32 and cfg.get('optim_wrapper') is not None:
         cfg.optim_wrapper.type = 'OptimWrapper'
     cfg = prepare_config(cfg, args.launcher,  # reads optim_wrapper: the eval autocast
                          data_root_before=data_root_before)
     cfg.optim_wrapper = None
+    return cfg
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from mmengine.runner import Runner
+    cfg = build_config(args)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     from mmengine.dist import is_main_process

@@ -11,7 +11,7 @@ from PIL import Image, ImageFile
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 #: problems that make an image unusable; the others are reported as warnings
-UNREADABLE = ('empty', 'not an image', 'truncated')
+UNREADABLE = ('missing', 'empty', 'not an image', 'truncated')
 WARNINGS = ('cmyk', 'grayscale', 'png named jpeg', 'tiny')
 
 
@@ -46,6 +46,8 @@ def cut_short(path: str) -> bool:
 
 def check_image(path: str, min_size: int = 32) -> ImageCheck:
     """Open and fully decode ``path``; name what is wrong with it."""
+    if not osp.isfile(path):  # listed in an annotation file, absent from the disk
+        return ImageCheck(path, ('missing', ), 'no such file')
     if osp.getsize(path) == 0:
         return ImageCheck(path, ('empty', ))
     ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -69,6 +71,15 @@ def check_image(path: str, min_size: int = 32) -> ImageCheck:
     if min(size) < min_size:
         problems.append('tiny')
     return ImageCheck(path, tuple(problems), f'{fmt} {mode} {size[0]}x{size[1]}')
+
+
+def coco_images(ann_file: str, image_root: str) -> List[str]:
+    """The path of every image a COCO annotation file lists, under
+    ``image_root``, in the file's order: the images a dataset reads, whether or
+    not they are on the disk."""
+    with open(ann_file) as f:
+        images = json.load(f).get('images') or []
+    return [osp.join(image_root, i['file_name']) for i in images]
 
 
 def find_images(folder: str) -> List[str]:

@@ -1,7 +1,6 @@
 """What tools/train.py and tools/test.py do to a config before building a Runner."""
 import copy
 import difflib
-import json
 import logging
 import os
 import os.path as osp
@@ -12,6 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..input_check import check_config as check_input_format
 from .precision import choose_precision
 
 
@@ -39,6 +39,9 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
     * ``resume=True`` without ``load_from`` resumes from :func:`latest_checkpoint`.
     * checkpoints record their network, and ``load_from``/``resume`` load
       strictly (:class:`~.hooks.CheckpointNetworkHook`).
+    * the data preprocessor gives the input the weights were trained on, or a
+      warning says so (``input_check='error'``: an error;
+      :func:`mmbackbones.input_check.check_config`).
     """
     apply_data_root(cfg, data_root_before)
     check_backbone_type(cfg)
@@ -50,6 +53,7 @@ def prepare_config(cfg: Config, launcher: str = 'none', check_memory: bool = Tru
     own_visualizer(cfg)
     if cfg.get('resume') and not cfg.get('load_from') and cfg.get('work_dir'):
         cfg.load_from = latest_checkpoint(cfg.work_dir)
+    check_input_format(cfg)  # once the weights (load_from too) are settled
     cuda = torch.cuda.is_available()
     if launcher != 'none' and not cuda:
         if launcher != 'pytorch':
@@ -404,7 +408,8 @@ def leave_out_unreadable_eval_images(cfg: Config) -> List[str]:
     files left out go to ``<work_dir>/unreadable_eval_images.txt`` (not the
     training record), and every validation logs their count
     (:class:`~.hooks.UnreadableEvalImagesHook`). Returns them."""
-    from ..datasets.check import Report, check_images, find_images, write_exclusions
+    from ..datasets.check import (Report, check_images, coco_images, find_images,
+                                  write_exclusions)
     work_dir = cfg.get('work_dir') or '.'
     left_out, done = [], {}
     for loader in ('val_dataloader', 'test_dataloader'):
@@ -418,9 +423,8 @@ def leave_out_unreadable_eval_images(cfg: Config) -> List[str]:
             if ann and not coco:
                 raise ValueError(f'unreadable_images.skip_in_eval=True supports class folders '
                                  f'and COCO sets; {loader} reads the list {ann}')
-            if coco:
-                with open(coco) as f:
-                    paths = [osp.join(folder, i['file_name']) for i in json.load(f)['images']]
+            if coco:  # a listed image missing from the disk is one more unreadable one
+                paths = coco_images(coco, folder)
             else:
                 paths = find_images(folder)
             report = Report(check_images(paths, workers=min(8, os.cpu_count() or 1),
@@ -514,11 +518,32 @@ def apply_data_root(cfg: Config, before: Optional[str] = None) -> None:
     for evaluator in ('val_evaluator', 'test_evaluator'):
         for metric in _as_list(cfg.get(evaluator)):
             ann = metric.get('ann_file') if isinstance(metric, dict) else None
-            for old in stale:
-                if isinstance(ann, str) and ann.startswith(old):
-                    metric['ann_file'] = root + ann[len(old):]
+            for old in sorted(stale, key=len, reverse=True):  # the deepest root first
+                moved = _rebase(ann, old, root) if isinstance(ann, str) else None
+                if moved is not None:
+                    metric['ann_file'] = moved
+                    break
     print_log(f'data_root {root!r} applied to the dataloaders (they read {sorted(stale)})',
               logger='current')
+
+
+def _rebase(path: str, old: str, new: str) -> Optional[str]:
+    """``path`` moved from under the folder ``old`` to under ``new``, by path
+    components (``data_root`` may or may not end in a slash, and 'data/digits' is
+    no folder of 'data/digits_det/val.json'); None when ``path`` is not under ``old``."""
+    path_n, old_n = osp.normpath(path), osp.normpath(old)
+    if path_n == old_n:
+        rest = ''
+    elif old_n == '.':  # data_root='./': every relative path below it is under it
+        if osp.isabs(path_n) or path_n == '..' or path_n.startswith('..' + os.sep):
+            return None
+        rest = path_n
+    else:
+        under = old_n.rstrip(os.sep) + os.sep
+        if not path_n.startswith(under):
+            return None
+        rest = path_n[len(under):]
+    return osp.join(new, rest) if rest else new
 
 
 def _base_data_roots(cfg: Config) -> set:

@@ -7,21 +7,15 @@ and may be written ``'mmbackbones://<name>'`` wherever MMEngine takes a checkpoi
 (the scheme is registered with its ``CheckpointLoader``). torchvision's entries
 come from torchvision's own weight tables, with its addresses and hashes.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ..download import cache_name
+from ..download import readable_name
 from ..errors import CheckpointError
+from .input_format import (DARKNET_RGB, DETECTRON2_BGR, HALF_RGB, IMAGENET_RGB,
+                           IMAGENET_RGB_255, InputFormat)
 
 SCHEME = 'mmbackbones://'
-
-#: (mean, std, channel order, value range) of the input each source trained on
-IMAGENET_RGB = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), order='RGB',
-                    scale='0-1')
-DETECTRON2_BGR = dict(mean=(103.53, 116.28, 123.675), std=(57.375, 57.12, 58.395),
-                      order='BGR', scale='0-255')
-DARKNET_RGB = dict(mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0), order='RGB',
-                   scale='0-255')
 
 #: OpenMMLab's caffe-style ResNets (stride on the first 1x1 conv, BGR input):
 #: torchvision's keys and shapes, another network. Known by the hash their
@@ -46,9 +40,16 @@ class WeightsEntry:
             when the file has the network's own keys (torchvision's ports).
         top1: published ImageNet top-1 (%) and where it is published.
         resolution: the evaluation crop it was published at.
-        normalization: :data:`IMAGENET_RGB`, :data:`DETECTRON2_BGR`, ...
+        normalization: the input it was trained on (an
+            :class:`~.input_format.InputFormat`: :data:`IMAGENET_RGB`,
+            :data:`DETECTRON2_BGR`, ...), which the input check compares with a
+            config's data preprocessor.
         filename: its name in the cache (the URL's last part by default).
         default: the source's recommended file for this network.
+        sha256: the file's SHA-256 (or a prefix), where the source publishes one
+            outside the file's name (torchvision's and OpenMMLab's names carry
+            theirs, :func:`mmbackbones.download.published_hash`). Without one,
+            the hash of the first download is recorded and checked on every use.
     """
     name: str
     url: str
@@ -57,9 +58,10 @@ class WeightsEntry:
     layout: Optional[str]
     top1: str
     resolution: int
-    normalization: Dict = field(default_factory=lambda: dict(IMAGENET_RGB))
+    normalization: InputFormat = IMAGENET_RGB
     filename: Optional[str] = None
     default: bool = True
+    sha256: Optional[str] = None
 
     @property
     def source(self) -> str:
@@ -70,7 +72,8 @@ class WeightsEntry:
         return self.name.split('/', 1)[1]
 
     def cache_name(self) -> str:
-        return self.filename or cache_name(self.url)
+        """Its name in the cache: readable, since the catalog's names are unique."""
+        return self.filename or readable_name(self.url)
 
     def config(self) -> str:
         args = ', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())
@@ -85,7 +88,7 @@ def _vovnet_detectron2() -> List[WeightsEntry]:
         f'https://dl.dropbox.com/s/{key}/vovnet{depth}_ese_detectron2.pth',
         'VoVNet', dict(depth=depth, stem_stride=4), f'vovnet-detectron2:V-{depth}-eSE',
         'not published (vovnet-detectron2 README, "ImageNet Pretrained Models")', 224,
-        dict(DETECTRON2_BGR)) for depth, key in files.items()]
+        DETECTRON2_BGR) for depth, key in files.items()]
 
 
 def _hub(model: str) -> str:
@@ -102,8 +105,7 @@ TIMM = [
     WeightsEntry('timm/ese_vovnet57b.ra4_e3600_r256_in1k',
                  _hub('ese_vovnet57b.ra4_e3600_r256_in1k'), 'VoVNet',
                  dict(depth=57, stem_stride=4, ese='last'), 'timm:ese_vovnet57b',
-                 '82.46 (timm results-imagenet.csv)', 256,
-                 dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), order='RGB', scale='0-1')),
+                 '82.46 (timm results-imagenet.csv)', 256, HALF_RGB),
 ]
 
 OPENMMLAB = [
@@ -111,12 +113,12 @@ OPENMMLAB = [
                  'https://download.openmmlab.com/pretrain/third_party/darknet53-a628ea1b.pth',
                  'Darknet', dict(depth=53, act_cfg=dict(type='LeakyReLU', negative_slope=0.1)),
                  'mmdet:darknet53', '77.2 (YOLOv3 paper, the original Darknet-53)', 256,
-                 dict(DARKNET_RGB)),
+                 DARKNET_RGB),
     WeightsEntry('mmpretrain/resnet50_8xb32_in1k',
                  'https://download.openmmlab.com/mmclassification/v0/resnet/'
                  'resnet50_8xb32_in1k_20210831-ea4938fc.pth',
                  'ResNet', dict(depth=50), 'torchvision:resnet50',
-                 '76.55 (MMPretrain metafile)', 224, default=False),
+                 '76.55 (MMPretrain metafile)', 224, IMAGENET_RGB_255, default=False),
 ]
 
 #: torchvision builder -> our (type, kwargs)
@@ -133,6 +135,15 @@ TORCHVISION_PORTS: Dict[str, Tuple[str, Dict]] = {
 }
 
 
+def _torchvision_input(weights) -> InputFormat:
+    """The input of torchvision's own preprocessing for ``weights`` (its
+    ``transforms()``: RGB, ToTensor's 0-1, then mean/std)."""
+    transform = weights.transforms()
+    found = InputFormat('RGB', '0-1', transform.mean, transform.std,
+                        source=f"torchvision's {weights}.transforms()")
+    return IMAGENET_RGB if found.same_input(IMAGENET_RGB) else found
+
+
 def _torchvision() -> List[WeightsEntry]:
     import torchvision.models
     entries = []
@@ -144,7 +155,7 @@ def _torchvision() -> List[WeightsEntry]:
                 f'torchvision/{weights}', weights.url, type_, dict(kwargs), None,
                 f"{weights.meta['_metrics']['ImageNet-1K']['acc@1']} (torchvision "
                 f'{weights} metadata)', keywords.get('crop_size', 224),
-                default=weights == table.DEFAULT))
+                _torchvision_input(weights), default=weights == table.DEFAULT))
     return entries
 
 
