@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from detection_utils import on_demo_data, small_trainable, train
+from detection_utils import first_batch, on_demo_data, small_trainable, train
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
@@ -201,7 +201,9 @@ def test_trained_detector_deploys_with_the_same_detections(family, det_root, tmp
 def test_deploy_tool_static_file_equals_pytorch_and_refuses_other_sizes(det_root, tmp_path,
                                                                         capsys):
     """tools/deploy.py on the demo RetinaNet: a static OpenVINO deployment, checked
-    on a demo image; a batch of another shape is a clear error, not the runtime's."""
+    on a demo image and on a batch of the test set (the tool said the metrics
+    covered the whole test set); an input larger than the traced one is a clear
+    error, not the runtime's."""
     import deploy as deploy_tool
 
     from mmbackbones.export.detector import DeployedDetector
@@ -212,16 +214,20 @@ def test_deploy_tool_static_file_equals_pytorch_and_refuses_other_sizes(det_root
     status = deploy_tool.main([
         osp.join(ROOT, 'configs', 'demo', 'retinanet_vovnet19slim_digits.py'), checkpoint,
         '--backend', 'openvino', '--static', '--shape', '128', '--work-dir', str(work),
-        '--test-img', image, '--cfg-options', f'data_root={det_root}/',
-        'model.backbone.init_cfg=None'])
+        '--test-img', image, '--eval', '--max-batches', '1', '--cfg-options',
+        f'data_root={det_root}/', 'model.backbone.init_cfg=None',
+        'test_dataloader.num_workers=0', 'test_dataloader.batch_size=4'])
     out = capsys.readouterr().out
     assert status == 0 and 'equal to PyTorch' in out, out
+    # a batch of 4 through the batch-1 file, and metrics over those 4 images only
+    assert 'openvino: images whose detections differ: 0' in out, out
+    assert 'metrics over the 4 of 80 test images that --max-batches 1 ran' in out, out
     assert sorted(os.listdir(work)) == ['deploy.json', 'end2end.bin', 'end2end.onnx',
                                         'end2end.xml', 'model_config.py']
     deployed = DeployedDetector(str(work))
     assert len(deployed([image])[0]['scores']) == len(deployed([image])[0]['labels'])
-    with pytest.raises(ValueError, match=r'exactly \(1, 3, 128, 128\) \(static\)'):
-        deployed.run(torch.zeros(2, 3, 128, 128), torch.tensor([[128, 128]] * 2))
+    with pytest.raises(ValueError, match=r'exported for \(batch, 3, 128, 128\) \(static'):
+        deployed.run(torch.zeros(2, 3, 160, 128), torch.tensor([[160, 128]] * 2))
 
 
 def test_what_cannot_be_exported_is_refused_by_name(det_root, tmp_path):
@@ -237,6 +243,149 @@ def test_what_cannot_be_exported_is_refused_by_name(det_root, tmp_path):
     cfg.model.backbone.init_cfg = None
     with pytest.raises(ExportError, match=r'CenterNet with CenterNetHead: its post-processing'):
         DetectorGraph(random_detector(cfg))
+
+
+@pytest.mark.parametrize('nms, message', [
+    (dict(type='nms', iou_threshold=0.5, offset=1), r"test_cfg\.nms\.offset=1 \(only 0"),
+    (dict(type='nms', iou_threshold=0.5, min_score=0.1),
+     r"test_cfg\.nms: min_score=0\.1 \(the graph implements type, iou_threshold, "
+     r"class_agnostic, max_num"),
+    (dict(type='nms_match', iou_threshold=0.5), r"nms_match.*only type='nms'"),
+])
+def test_nms_settings_the_graph_cannot_compute_are_refused(det_root, nms, message):
+    """Every key of the NMS settings is computed or refused: none is ignored."""
+    from mmbackbones.errors import ExportError
+    from mmbackbones.export.detector_graph import DetectorGraph
+    cfg = small_family('retinanet', det_root)
+    cfg.model.test_cfg.nms = nms
+    with pytest.raises(ExportError, match=message):
+        DetectorGraph(random_detector(cfg))
+
+
+def test_mask_rcnn_is_refused_not_exported_without_its_masks(tmp_path):
+    """Mask R-CNN's box branch is exportable, but the graph returns no masks:
+    refused by name rather than deployed without them."""
+    from mmbackbones.errors import ExportError
+    from mmbackbones.export.detector_graph import DetectorGraph
+    config = tmp_path / 'mask_rcnn.py'
+    config.write_text("_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']\n"
+                      "model = dict(backbone=dict(depth=18, init_cfg=None),\n"
+                      "             neck=dict(in_channels=[64, 128, 256, 512]))")
+    cfg = Config.fromfile(str(config))
+    with pytest.raises(ExportError, match=r'MaskRCNN with masks \(roi_head\.with_mask\): '
+                                          r'.*would drop the masks'):
+        DetectorGraph(random_detector(cfg))
+
+
+def small_family(family: str, det_root: str) -> Config:
+    """A family of configs/detection with the demo's small backbone and heads
+    (fast to build, trace and run), on the demo set's 10 classes."""
+    raw = Config.fromfile(osp.join(ROOT, 'configs', 'detection', FAMILIES[family]))
+    cfg = small_trainable(raw, det_root, iters=1, work_dir='unused')
+    cfg.test_dataloader.dataset.indices = 2
+    return cfg
+
+
+@pytest.mark.parametrize('family, nms', [
+    ('retinanet', dict(class_agnostic=True)),
+    # mmcv's batched_nms runs per-class NMS for split_thr pairs or more, agnostic or not
+    ('retinanet', dict(class_agnostic=True, split_thr=1, max_num=20, score_threshold=0.3)),
+    ('faster-rcnn', dict(class_agnostic=True)),
+])
+def test_graph_computes_the_nms_settings_mmdetection_honours(family, nms, det_root, photos):
+    """class_agnostic, max_num, score_threshold and split_thr in test_cfg.nms:
+    the graph gives predict()'s detections. (The graph ignored them: with
+    class_agnostic=True predict() kept no two overlapping boxes, the graph kept
+    the overlapping boxes of different classes.)"""
+    from mmbackbones.export.detector import compare_detections, predict_torch, to_instances
+    from mmbackbones.export.detector_graph import DetectorGraph
+    cfg = small_family(family, det_root)
+    detector = random_detector(cfg)
+    image, image_shape, samples = prepared(detector, cfg, photos[:2])
+    per_class = predict_torch(detector, image, samples)
+    head = detector.roi_head if family == 'faster-rcnn' else detector.bbox_head
+    head.test_cfg.nms.update(nms)
+    expected = predict_torch(detector, image, samples)
+    # the settings change predict()'s result: the test has teeth
+    assert any(compare_detections(p, e) for p, e in zip(per_class, expected))
+    with torch.no_grad():
+        dets, labels = DetectorGraph(detector)(image, image_shape)
+    got = [to_instances(d.numpy(), l.numpy(), s) for d, l, s in zip(dets, labels, samples)]
+    assert_same(expected, got)
+
+
+def test_class_agnostic_nms_in_onnx_runtime(det_root, photos, tmp_path):
+    """The class-agnostic NMS exports: ONNX Runtime gives predict()'s detections."""
+    from mmbackbones.export import Session
+    from mmbackbones.export.detector import export_detector, predict_torch, to_instances
+    cfg = small_family('retinanet', det_root)
+    cfg.model.test_cfg.nms.class_agnostic = True
+    detector = random_detector(cfg)
+    path = export_detector(detector, str(tmp_path / 'end2end.onnx'), (128, 128))
+    image, image_shape, samples = prepared(detector, cfg, photos[:2])
+    expected = predict_torch(detector, image, samples)
+    dets, labels = Session(path)(dict(image=image.numpy(), image_shape=image_shape.numpy()))
+    assert_same(expected, [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)])
+
+
+def test_static_deployment_pads_smaller_inputs_to_its_size(det_root, photos, tmp_path):
+    """A static deployment (batch 2, 160 x 160) takes three photos prepared at
+    128 px: padded as the data_preprocessor pads (bottom and right, its
+    pad_value) and run two by two, they give predict()'s detections on the same
+    padded input. A larger input is refused by its size."""
+    from mmbackbones.export.detector import DeployedDetector, predict_torch, write_deployment
+    cfg = small_family('retinanet', det_root)
+    checkpoint = save_random_checkpoint(cfg, tmp_path / 'det.pth')
+    work = str(tmp_path / 'deploy')
+    write_deployment(cfg, checkpoint, work, 'onnxruntime', shape=(160, 160), batch=2,
+                     dynamic=False)
+    deployed = DeployedDetector(work)
+    detector = random_detector(cfg)
+    image, image_shape, samples = prepared(detector, cfg, photos[:3])
+    assert tuple(image.shape) == (3, 3, 128, 128)
+    padded = torch.nn.functional.pad(image, (0, 32, 0, 32),
+                                     value=detector.data_preprocessor.pad_value)
+    expected = predict_torch(detector, padded, samples)
+    assert_same(expected, deployed(photos[:3]))
+    with pytest.raises(ValueError, match=r'input of shape \(1, 3, 192, 160\): this deployment '
+                                         r'was exported for \(batch, 3, 160, 160\) \(static; '
+                                         r'smaller images are padded to it\)'):
+        deployed.run(torch.zeros(1, 3, 192, 160), torch.tensor([[192, 160]]))
+
+
+def test_metrics_of_some_batches_cover_only_their_images(det_root):
+    """deploy.py --eval --max-batches: the COCO metric restricted to the images
+    that were run. Ground-truth boxes as predictions for the first 16 of the 80
+    validation images give mAP 1.0 over those images (and, unrestricted, the 64
+    unseen images count as missed)."""
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import DefaultScope
+
+    from mmbackbones.export.detector import restrict_to_images
+    cfg = family_config('retinanet', det_root)
+    cfg.test_dataloader.update(batch_size=16)
+    cfg.test_dataloader.dataset.indices = None
+    batch = first_batch(cfg.test_dataloader)
+    metrics = {}
+    for restricted in (False, True):
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            evaluator = Evaluator(dict(type='CocoMetric', metric='bbox',
+                                       ann_file=f'{det_root}/annotations/val.json'))
+        evaluator.dataset_meta = dict(classes=cfg.test_dataloader.dataset.metainfo.classes)
+        predictions = []
+        for sample in batch['data_samples']:
+            scale_w, scale_h = sample.metainfo['scale_factor']
+            boxes = sample.gt_instances.bboxes.tensor / torch.tensor(
+                [scale_w, scale_h, scale_w, scale_h])
+            predictions.append(dict(
+                img_id=sample.metainfo['img_id'], ori_shape=sample.metainfo['ori_shape'],
+                pred_instances=dict(bboxes=boxes, scores=torch.ones(len(boxes)),
+                                    labels=sample.gt_instances.labels)))
+        evaluator.process(predictions, batch)
+        if restricted:
+            restrict_to_images(evaluator, [p['img_id'] for p in predictions])
+        metrics[restricted] = evaluator.evaluate(len(predictions))['coco/bbox_mAP']
+    assert metrics[True] == 1.0 and metrics[False] < 0.5, metrics
 
 
 def test_bad_input_leaves_no_file(det_root, tmp_path, monkeypatch):

@@ -15,11 +15,14 @@ backends, one folder for all, ``<config>_onnxruntime+openvino``):
 makes it (``image``) and each image's size before padding (``image_shape``), and
 returns ``dets`` (N, max_per_img, 5) and ``labels`` (N, max_per_img), unused rows
 with label -1 (``mmbackbones.export.detector_graph``). By default the batch and
-the image size are dynamic; ``--static`` fixes them to ``--batch`` x ``--shape``.
+the image size are dynamic; ``--static`` fixes them to ``--batch`` x ``--shape``
+(smaller images are padded to it, as the ``data_preprocessor`` pads a batch, and
+PyTorch is checked on the same padded input; a larger one is an error).
 
 ``--test-img`` runs PyTorch and each runtime on the images and compares the
 detections; ``--eval`` runs them over the config's test set (PyTorch once, however
-many runtimes) and prints each one's metrics.
+many runtimes) and prints each one's metrics; with ``--max-batches N``, over
+the images of those N batches only (the COCO evaluation restricted to their ids).
 Either exits with status 1 when the detections differ (labels, boxes beyond
 1e-3 relative, scores beyond 1e-4).
 """
@@ -51,7 +54,9 @@ def parse_args(argv=None):
                         help='images to run through both models and compare')
     parser.add_argument('--eval', action='store_true',
                         help='evaluate both models on the config\'s test set')
-    parser.add_argument('--max-batches', type=int, help='with --eval: only this many batches')
+    parser.add_argument('--max-batches', type=int,
+                        help='with --eval: only this many batches, and metrics over their '
+                             'images only')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config settings, as in tools/test.py')
     args = parser.parse_args(argv)
@@ -68,12 +73,14 @@ def main(argv=None) -> int:
     from mmengine.config import Config
 
     from mmbackbones.engine.launch import apply_data_root
+    from mmbackbones.input_check import check_config as check_input_format
     from mmbackbones.export import detector as deploy
     cfg = Config.fromfile(args.config)
     data_root_before = cfg.get('data_root')
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     apply_data_root(cfg, data_root_before)  # data_root=... reaches the test set
+    check_input_format(cfg, args.checkpoint)  # the graph takes the preprocessor's input
     work_dir = args.work_dir or osp.join(
         'work_dirs', 'deploy',
         f'{osp.splitext(osp.basename(args.config))[0]}_{"+".join(args.backend)}')
@@ -84,8 +91,9 @@ def main(argv=None) -> int:
     detector, _ = deploy.build_detector(osp.join(work_dir, deploy.CONFIG_FILE), args.checkpoint)
     status = 0
     for image_path in args.test_img:
-        image, shapes, samples = deploy.preprocess(detector, deployed[args.backend[0]].pipeline,
-                                                   [image_path])
+        first = deployed[args.backend[0]]
+        image, shapes, samples = deploy.preprocess(detector, first.pipeline, [image_path])
+        image = first.fit(image, samples)  # a static file's size: PyTorch sees what it sees
         expected = deploy.predict_torch(detector, image, samples)[0]
         for backend, model in deployed.items():
             dets, labels = model.run(image, shapes)
@@ -96,6 +104,10 @@ def main(argv=None) -> int:
             status = status or int(problem is not None)
     if args.eval:
         result = deploy.evaluate(deployed, detector, cfg, args.max_batches)
+        if result['images'] < result['total']:
+            print(f'[deploy] metrics over the {result["images"]} of {result["total"]} test '
+                  f'images that --max-batches {args.max_batches} ran (the COCO evaluation '
+                  f'restricted to their image ids)')
         for side, metrics in [('pytorch', result['pytorch']), *result['runtimes'].items()]:
             shown = {k: round(v, 4) for k, v in metrics.items()
                      if isinstance(v, float) and k.endswith(('mAP', 'mAP_50', 'mAP_75'))}

@@ -187,7 +187,9 @@ def default_shape(cfg, divisor: int) -> Tuple[int, int]:
 class DeployedDetector:
     """A deployment folder (:func:`write_deployment`) ready for images: the
     config's test pipeline and ``data_preprocessor`` prepare them, the runtime
-    runs the graph, and boxes come back in each image's own pixels."""
+    runs the graph, and boxes come back in each image's own pixels. A static
+    deployment takes any batch of inputs up to its traced size: each is padded
+    to it (:meth:`fit`) and the batch run in slices of the exported batch."""
 
     def __init__(self, work_dir: str, backend: Optional[str] = None,
                  threads: Optional[int] = None):
@@ -200,29 +202,63 @@ class DeployedDetector:
         self.detector, self.cfg = build_detector(osp.join(work_dir, CONFIG_FILE))
         self.pipeline = inference_pipeline(self.cfg)
         self.array_pipeline = inference_pipeline(self.cfg, from_array=True)
+        self.pad_value = float(getattr(self.detector.data_preprocessor, 'pad_value', 0) or 0)
+
+    def fit(self, image: Tensor, samples=None) -> Tensor:
+        """A prepared batch as this deployment takes it: for a static one,
+        padded to the traced size (:func:`pad_to_static`; PyTorch given the
+        result computes what the file computes), else unchanged."""
+        return pad_to_static(self.meta, image, self.pad_value, samples)
 
     def run(self, image: Tensor, image_shape: Tensor) -> List[np.ndarray]:
-        """The graph on a prepared batch: ``[dets, labels]``."""
-        check_input(self.meta, image)
-        return self.session(dict(image=image.numpy(),
-                                 image_shape=image_shape.numpy().astype(np.int64)))
+        """The graph on a prepared batch: ``[dets, labels]``, a row per image."""
+        image = self.fit(image)
+        if self.meta.get('dynamic'):
+            return self.session(dict(image=image.numpy(),
+                                     image_shape=image_shape.numpy().astype(np.int64)))
+        batch, count = self.meta['batch'], image.shape[0]
+        outputs = []
+        for start in range(0, count, batch):
+            part, shapes = image[start:start + batch], image_shape[start:start + batch]
+            missing = batch - part.shape[0]
+            if missing:  # the exported batch filled with blank images, whose rows are dropped
+                part = torch.cat([part, part.new_full((missing, *part.shape[1:]),
+                                                      self.pad_value)])
+                shapes = torch.cat([shapes, shapes[:1].expand(missing, -1)])
+            dets, labels = self.session(dict(image=part.numpy(),
+                                             image_shape=shapes.numpy().astype(np.int64)))
+            outputs.append((dets[:batch - missing], labels[:batch - missing]))
+        return [np.concatenate([out[i] for out in outputs]) for i in range(2)]
 
     def __call__(self, images: Sequence[Union[str, np.ndarray]]) -> List[Dict[str, Tensor]]:
         pipeline = self.array_pipeline if isinstance(images[0], np.ndarray) else self.pipeline
         image, image_shape, samples = preprocess(self.detector, pipeline, images)
-        dets, labels = self.run(image, image_shape)
+        dets, labels = self.run(self.fit(image, samples), image_shape)
         return [to_instances(d, l, s) for d, l, s in zip(dets, labels, samples)]
 
 
-def check_input(meta: dict, image: Tensor) -> None:
-    """A clear error for an input the exported file cannot take."""
+def pad_to_static(meta: dict, image: Tensor, pad_value: float = 0.0, samples=None) -> Tensor:
+    """``image`` (N, 3, h, w), a batch as the ``data_preprocessor`` makes it,
+    padded at the bottom and right with its ``pad_value`` to a static
+    deployment's traced (H, W), as the preprocessor pads a batch to its largest
+    image (``samples``' ``batch_input_shape`` and ``pad_shape`` follow); unchanged
+    for a dynamic deployment. An input larger than the traced size is a
+    ValueError: the file cannot take it, and shrinking it would change the boxes."""
     if meta.get('dynamic'):
-        return
-    expected = (meta['batch'], 3, *meta['shape'])
-    if tuple(image.shape) != expected:
+        return image
+    height, width = meta['shape']
+    if image.dim() != 4 or image.shape[1] != 3 or image.shape[2] > height \
+            or image.shape[3] > width:
         raise ValueError(f'input of shape {tuple(image.shape)}: this deployment was exported '
-                         f'for exactly {expected} (static); export with dynamic shapes '
-                         f'(tools/deploy.py without --static) for other sizes')
+                         f'for (batch, 3, {height}, {width}) (static; smaller images are '
+                         f'padded to it); resize the images to fit, or export with a larger '
+                         f'--shape or with dynamic shapes (tools/deploy.py without --static)')
+    if image.shape[2:] != (height, width):
+        image = torch.nn.functional.pad(image, (0, width - image.shape[3],
+                                                0, height - image.shape[2]), value=pad_value)
+    for sample in samples or ():
+        sample.set_metainfo(dict(batch_input_shape=(height, width), pad_shape=(height, width)))
+    return image
 
 
 def predict_torch(detector: nn.Module, image: Tensor, samples) -> List[Dict[str, Tensor]]:
@@ -263,12 +299,26 @@ def compare_detections(expected: Dict[str, Tensor], got: Dict[str, Tensor],
     return None
 
 
+def restrict_to_images(evaluator, img_ids: Sequence[int]) -> None:
+    """Make ``evaluator``'s metrics score only the images ``img_ids``: a COCO
+    metric otherwise evaluates every image of its annotation file, and counts
+    each image it got no prediction for as missed. Metrics without an
+    ``img_ids`` setting (VOC's) score only the predictions they were given."""
+    for metric in evaluator.metrics:
+        if hasattr(metric, 'img_ids'):
+            metric.img_ids = list(img_ids)
+
+
 def evaluate(deployed: Mapping[str, 'DeployedDetector'], detector: nn.Module, cfg,
              max_batches: Optional[int] = None) -> dict:
     """The config's test set through ``detector`` (PyTorch) and each deployed
-    model (by runtime name), the same prepared batches for all: ``pytorch`` and
-    ``runtimes[name]``, the test evaluator's metrics, and ``differing[name]``, the
-    images whose detections differ from PyTorch's (:func:`compare_detections`)."""
+    model (by runtime name), the same prepared batches for all (padded to a
+    static deployment's size, for PyTorch too): ``pytorch`` and
+    ``runtimes[name]``, the test evaluator's metrics, ``differing[name]``, the
+    images whose detections differ from PyTorch's (:func:`compare_detections`),
+    and ``images``/``total``, how many of the test set's images were run.
+    With ``max_batches``, the metrics cover only the images that were run
+    (:func:`restrict_to_images`)."""
     from mmengine.evaluator import Evaluator
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
@@ -278,11 +328,15 @@ def evaluate(deployed: Mapping[str, 'DeployedDetector'], detector: nn.Module, cf
     for evaluator in evaluators.values():
         evaluator.dataset_meta = loader.dataset.metainfo
     differing = {name: [] for name in deployed}
+    seen: List[int] = []
     for index, batch in enumerate(loader):
         if max_batches is not None and index >= max_batches:
             break
         data = detector.data_preprocessor(batch, False)
         image, samples = data['inputs'], data['data_samples']
+        for model in deployed.values():  # one export: the same input for all
+            image = model.fit(image, samples)
+        seen.extend(s.metainfo['img_id'] for s in samples)
         shapes = image_shapes(samples)
         predictions = dict(pytorch=predict_torch(detector, image, samples))
         for name, model in deployed.items():
@@ -296,8 +350,9 @@ def evaluate(deployed: Mapping[str, 'DeployedDetector'], detector: nn.Module, cf
             evaluators[side].process(
                 [dict(img_id=s.metainfo['img_id'], ori_shape=s.metainfo['ori_shape'],
                       pred_instances=p) for s, p in zip(samples, results)], batch)
-    size = len(loader.dataset) if max_batches is None else \
-        min(len(loader.dataset), max_batches * loader.batch_size)
-    return dict(pytorch=evaluators['pytorch'].evaluate(size),
-                runtimes={name: evaluators[name].evaluate(size) for name in deployed},
-                differing=differing)
+    if len(seen) < len(loader.dataset):
+        for evaluator in evaluators.values():
+            restrict_to_images(evaluator, seen)
+    return dict(pytorch=evaluators['pytorch'].evaluate(len(seen)),
+                runtimes={name: evaluators[name].evaluate(len(seen)) for name in deployed},
+                differing=differing, images=len(seen), total=len(loader.dataset))

@@ -12,7 +12,10 @@ The post-processing computes what MMDetection's ``predict`` computes, step by
 step and on batches: per-level top ``nms_pre`` of the (prior, class) scores
 above ``score_thr``, the box decoding and clipping of the head's coder, score
 factors (FCOS's centerness, YOLOv3's objectness), ``min_bbox_size``, per-class NMS
-(ONNX ``NonMaxSuppression``) and the ``max_per_img`` best. Supported:
+(ONNX ``NonMaxSuppression``) and the ``max_per_img`` best. Of mmcv's ``nms``
+settings the graph implements ``iou_threshold``, ``class_agnostic``,
+``max_num``, ``score_threshold`` and ``split_thr`` (:data:`NMS_KEYS`); any other
+(``type='soft_nms'``, ``offset=1``, ...) is refused. Supported:
 
 * dense heads on MMDetection's generic post-processing: RetinaNet-like
   (``DeltaXYWHBBoxCoder``) and FCOS-like (``DistancePointBBoxCoder``);
@@ -20,10 +23,11 @@ factors (FCOS's centerness, YOLOv3's objectness), ``min_bbox_size``, per-class N
 * two-stage R-CNNs: ``RPNHead`` + ``StandardRoIHead`` with a
   ``SingleRoIExtractor`` of ``RoIAlign`` and a ``ConvFCBBoxHead`` (Faster R-CNN).
 
-Anything else is refused with :class:`~mmbackbones.errors.ExportError`.
+Anything else, and anything with masks (Mask R-CNN), is refused with
+:class:`~mmbackbones.errors.ExportError`.
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +39,9 @@ from .nms import one_hot_scores, select_detections
 SUPPORTED = ('RetinaNet-like and FCOS-like dense heads (DeltaXYWHBBoxCoder, '
              'DistancePointBBoxCoder), YOLOV3Head, and Faster R-CNN-like two-stage detectors '
              '(RPNHead + StandardRoIHead with SingleRoIExtractor(RoIAlign) and a ConvFCBBoxHead)')
+#: the keys of a test_cfg's ``nms`` that the graph computes as mmcv's ``batched_nms`` does
+NMS_KEYS = ('type', 'iou_threshold', 'class_agnostic', 'max_num', 'score_threshold',
+            'split_thr', 'offset')
 INPUT_NAMES = ('image', 'image_shape')
 OUTPUT_NAMES = ('dets', 'labels')
 
@@ -47,11 +54,45 @@ def _name(obj) -> str:
     return type(obj).__name__
 
 
-def _nms_iou(cfg, where: str) -> float:
-    nms = cfg.get('nms') or {}
+class NmsSettings(NamedTuple):
+    """A test_cfg's ``nms``, with mmcv's defaults filled in."""
+    iou_threshold: float
+    class_agnostic: bool = False
+    max_num: int = -1
+    score_threshold: float = 0.0
+    split_thr: int = 10000
+
+
+def _nms(cfg, where: str) -> NmsSettings:
+    """``cfg.nms`` as the graph computes it, or an :class:`ExportError` naming
+    the setting it cannot compute."""
+    nms = dict(cfg.get('nms') or {})
+    if 'iou_thr' in nms:  # mmcv's deprecated name, which its nms() still renames
+        nms.setdefault('iou_threshold', nms.pop('iou_thr'))
     if nms.get('type', 'nms') != 'nms' or 'iou_threshold' not in nms:
-        raise _refuse(f'{where}.nms={dict(nms)} (only plain NMS with an iou_threshold)')
-    return float(nms['iou_threshold'])
+        raise _refuse(f"{where}.nms={nms} (only type='nms' with an iou_threshold: Soft-NMS "
+                      f'and the other kinds rescore or merge boxes, which ONNX '
+                      f'NonMaxSuppression does not)')
+    unknown = sorted(set(nms) - set(NMS_KEYS))
+    if unknown:
+        raise _refuse(f'{where}.nms: {", ".join(f"{k}={nms[k]!r}" for k in unknown)} '
+                      f'(the graph implements {", ".join(NMS_KEYS)})')
+    if nms.get('offset', 0) != 0:
+        raise _refuse(f"{where}.nms.offset={nms['offset']!r} (only 0: ONNX NonMaxSuppression "
+                      f"measures a box as x2 - x1, without mmcv's +1 pixel)")
+    return NmsSettings(float(nms['iou_threshold']), bool(nms.get('class_agnostic', False)),
+                       int(nms.get('max_num', -1) or -1),
+                       float(nms.get('score_threshold', 0) or 0),
+                       int(nms.get('split_thr', 10000)))
+
+
+def _select(boxes: Tensor, class_scores: Tensor, cfg, where: str) -> Tuple[Tensor, Tensor]:
+    """NMS as ``cfg.nms`` says, then ``cfg.max_per_img``: mmcv's ``batched_nms``
+    keeps its ``max_num`` best, and MMDetection the ``max_per_img`` best of those."""
+    nms = _nms(cfg, where)
+    max_per_img = cfg.max_per_img if nms.max_num <= 0 else min(nms.max_num, cfg.max_per_img)
+    return select_detections(boxes, class_scores, nms.iou_threshold, max_per_img,
+                             nms.class_agnostic, nms.split_thr, nms.score_threshold)
 
 
 def _nms_pre(cfg, where: str) -> int:
@@ -79,6 +120,12 @@ def check_exportable(detector: nn.Module) -> str:
     from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
     name = _name(detector)
+    if getattr(detector, 'with_mask', False):  # BaseDetector's: an RoI or a dense mask head
+        where = 'roi_head.with_mask' if getattr(detector, 'roi_head', None) is not None \
+            else 'mask_head'
+        raise ExportError(f'{name} with masks ({where}): the exported graph computes boxes '
+                          f'only, and would drop the masks. Exporting masks is not supported; '
+                          f'supported: {SUPPORTED}')
     if getattr(detector, 'with_rpn', False) or hasattr(detector, 'roi_head'):
         rpn, roi = getattr(detector, 'rpn_head', None), getattr(detector, 'roi_head', None)
         if not isinstance(rpn, RPNHead) or type(roi) is not StandardRoIHead \
@@ -94,14 +141,14 @@ def check_exportable(detector: nn.Module) -> str:
                           f'{_name(roi.bbox_head.bbox_coder)}')
         _check_coder(rpn.bbox_coder, f'{name}.rpn_head')
         _nms_pre(rpn.test_cfg, 'rpn test_cfg')
-        _nms_iou(rpn.test_cfg, 'rpn test_cfg')
+        _nms(rpn.test_cfg, 'rpn test_cfg')
         _min_bbox_size(rpn.test_cfg, 'rpn test_cfg')
-        _nms_iou(roi.test_cfg, 'rcnn test_cfg')
+        _nms(roi.test_cfg, 'rcnn test_cfg')
         return 'two_stage'
     head = getattr(detector, 'bbox_head', None)
     if isinstance(head, YOLOV3Head):
         _nms_pre(head.test_cfg, 'test_cfg')
-        _nms_iou(head.test_cfg, 'test_cfg')
+        _nms(head.test_cfg, 'test_cfg')
         _min_bbox_size(head.test_cfg, 'test_cfg')
         return 'yolo'
     generic = isinstance(head, (AnchorHead, AnchorFreeHead)) and all(
@@ -111,7 +158,7 @@ def check_exportable(detector: nn.Module) -> str:
         raise _refuse(f'{name} with {_name(head)}')
     _check_coder(head.bbox_coder, f'{name}.bbox_head')
     _nms_pre(head.test_cfg, 'test_cfg')
-    _nms_iou(head.test_cfg, 'test_cfg')
+    _nms(head.test_cfg, 'test_cfg')
     _min_bbox_size(head.test_cfg, 'test_cfg')
     return 'dense'
 
@@ -262,8 +309,7 @@ def yolo_detections(head, feats: Sequence[Tensor]):
 
 def _final(boxes: Tensor, scores: Tensor, labels: Tensor, num_classes: int, cfg):
     scores = scores * positive_size(boxes, cfg.get('min_bbox_size', -1))
-    return select_detections(boxes, one_hot_scores(scores, labels, num_classes),
-                             _nms_iou(cfg, 'test_cfg'), cfg.max_per_img)
+    return _select(boxes, one_hot_scores(scores, labels, num_classes), cfg, 'test_cfg')
 
 
 def rpn_proposals(rpn, feats: Sequence[Tensor], image_shape: Tensor) -> Tuple[Tensor, Tensor]:
@@ -284,9 +330,9 @@ def rpn_proposals(rpn, feats: Sequence[Tensor], image_shape: Tensor) -> Tuple[Te
         levels.append(torch.full_like(index, level))
     boxes, scores = torch.cat(boxes, 1), torch.cat(scores, 1)
     scores = scores * positive_size(boxes, cfg.get('min_bbox_size', -1))
-    dets, _ = select_detections(boxes, one_hot_scores(scores, torch.cat(levels, 1),
-                                                      len(cls_scores)),
-                                _nms_iou(cfg, 'rpn test_cfg'), cfg.max_per_img)
+    # the levels take the place of classes: NMS within each level (class_agnostic: across)
+    dets, _ = _select(boxes, one_hot_scores(scores, torch.cat(levels, 1), len(cls_scores)),
+                      cfg, 'rpn test_cfg')
     return dets[..., :4], dets[..., 4]
 
 
@@ -324,8 +370,7 @@ def two_stage_detections(detector, feats: Sequence[Tensor], image_shape: Tensor)
     valid = (scores > cfg.score_thr) & (proposal_scores > 0).unsqueeze(-1)
     class_scores = (scores * valid).transpose(1, 2)  # (N, C, P)
     boxes = boxes.squeeze(2) if num_boxes == 1 else boxes.transpose(1, 2)
-    return select_detections(boxes, class_scores, _nms_iou(cfg, 'rcnn test_cfg'),
-                             cfg.max_per_img)
+    return _select(boxes, class_scores, cfg, 'rcnn test_cfg')
 
 
 class DetectorGraph(nn.Module):

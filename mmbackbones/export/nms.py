@@ -3,11 +3,12 @@ selection of the final detections around it.
 
 Every candidate box carries a class and a score; a candidate that is out (below
 the score threshold, padding) carries score 0. :func:`select_detections` runs
-NMS per class and keeps the ``max_per_img`` best: ``dets`` (N, max_per_img, 5)
-as (x1, y1, x2, y2, score) and ``labels`` (N, max_per_img), padded with score 0
-and label -1 -- the layout of MMDeploy's detectors.
+NMS per class (or across classes: ``class_agnostic``) and keeps the
+``max_per_img`` best: ``dets`` (N, max_per_img, 5) as (x1, y1, x2, y2, score)
+and ``labels`` (N, max_per_img), padded with score 0 and label -1 -- the layout
+of MMDeploy's detectors.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -44,33 +45,74 @@ class NonMaxSuppression(torch.autograd.Function):
 
 
 def select_detections(boxes: Tensor, class_scores: Tensor, iou_threshold: float,
-                      max_per_img: int) -> Tuple[Tensor, Tensor]:
+                      max_per_img: int, class_agnostic: bool = False,
+                      split_thr: Optional[int] = None,
+                      score_threshold: float = 0.0) -> Tuple[Tensor, Tensor]:
     """Per-class NMS, then the ``max_per_img`` highest scores of each image.
 
     ``class_scores`` is (N, C, K): candidate k's score for class c, 0 where it is
     not a candidate. ``boxes`` is (N, K, 4), one box per candidate for every class
     (dense heads, RPN), or (N, C, K, 4), a box per class (an R-CNN's bbox head).
+    ``class_agnostic``: one NMS over every (class, candidate) pair, as mmcv's
+    ``batched_nms`` does with ``nms=dict(class_agnostic=True)`` -- except for an
+    image with ``split_thr`` or more pairs, where mmcv's ``batched_nms`` loops
+    over the classes and so runs per-class NMS whatever ``class_agnostic`` says
+    (the graph does the same, image by image). ``score_threshold``: pairs scoring
+    that or less do not take part in NMS (mmcv's ``nms(score_threshold=...)``).
     Returns ``dets`` (N, max_per_img, 5) and ``labels`` (N, max_per_img), best
     first, padded with score 0 and label -1."""
     _, num_classes, num_candidates = class_scores.shape[:3]
     num_classes, num_candidates = int(num_classes), int(num_candidates)  # static
     per_class = boxes.dim() == 4
-    if per_class:  # one NMS problem per (image, class): a batch of N * C
+    pairs = num_classes * num_candidates
+    splits = split_thr is not None and pairs >= split_thr  # possible for some image
+    # mmcv counts the pairs that reach batched_nms, before nms' own score threshold
+    count = (class_scores > 0).flatten(1).sum(1) if class_agnostic and splits else None
+    if score_threshold > 0:
+        class_scores = class_scores * (class_scores > score_threshold)
+    survived = per_class_survivors(boxes, class_scores, iou_threshold) \
+        if not class_agnostic or splits else None
+    if class_agnostic:
+        agnostic = agnostic_survivors(boxes, class_scores, iou_threshold)
+        survived = agnostic if count is None else torch.where(
+            (count >= split_thr).view(-1, 1, 1), survived, agnostic)
+    scores = (class_scores * survived).flatten(1)  # (N, C * K)
+    top, order = scores.topk(min(max_per_img, pairs), dim=1)
+    box_index = order if per_class else order % num_candidates
+    flat_boxes = boxes.flatten(1, 2) if per_class else boxes  # indexed like the scores
+    picked = flat_boxes.gather(1, box_index.unsqueeze(-1).expand(-1, -1, 4))
+    labels = torch.where(top > 0, order // num_candidates, torch.full_like(order, -1))
+    return torch.cat([picked, top.unsqueeze(-1)], dim=-1), labels
+
+
+def per_class_survivors(boxes: Tensor, class_scores: Tensor, iou_threshold: float) -> Tensor:
+    """1 where a (class, candidate) pair survives NMS within its class, else 0:
+    (N, C, K) like ``class_scores``."""
+    num_classes, num_candidates = int(class_scores.shape[1]), int(class_scores.shape[2])
+    if boxes.dim() == 4:  # one NMS problem per (image, class): a batch of N * C
         kept = NonMaxSuppression.apply(boxes.flatten(0, 1), class_scores.flatten(0, 1)[:, None],
                                        num_candidates, iou_threshold, 0.0)
         image, label, index = kept[:, 0] // num_classes, kept[:, 0] % num_classes, kept[:, 2]
-        boxes = boxes.flatten(1, 2)  # (N, C * K, 4), indexed like the flattened scores
     else:
         kept = NonMaxSuppression.apply(boxes, class_scores, num_candidates, iou_threshold, 0.0)
         image, label, index = kept[:, 0], kept[:, 1], kept[:, 2]
     survived = torch.zeros_like(class_scores)
     survived[image, label, index] = 1.0
-    scores = (class_scores * survived).flatten(1)  # (N, C * K)
-    top, order = scores.topk(min(max_per_img, num_classes * num_candidates), dim=1)
-    box_index = order if per_class else order % num_candidates
-    picked = boxes.gather(1, box_index.unsqueeze(-1).expand(-1, -1, 4))
-    labels = torch.where(top > 0, order // num_candidates, torch.full_like(order, -1))
-    return torch.cat([picked, top.unsqueeze(-1)], dim=-1), labels
+    return survived
+
+
+def agnostic_survivors(boxes: Tensor, class_scores: Tensor, iou_threshold: float) -> Tensor:
+    """As :func:`per_class_survivors`, with one NMS over all the pairs of an
+    image: a box suppresses overlapping boxes of every class."""
+    num_classes, num_candidates = int(class_scores.shape[1]), int(class_scores.shape[2])
+    pairs = num_classes * num_candidates
+    # pair c * K + k: the box of candidate k (for class c, where boxes are per class)
+    flat_boxes = boxes.flatten(1, 2) if boxes.dim() == 4 else boxes.repeat(1, num_classes, 1)
+    kept = NonMaxSuppression.apply(flat_boxes, class_scores.flatten(1)[:, None], pairs,
+                                   iou_threshold, 0.0)
+    survived = torch.zeros_like(class_scores.flatten(1))
+    survived[kept[:, 0], kept[:, 2]] = 1.0
+    return survived.view_as(class_scores)
 
 
 def one_hot_scores(scores: Tensor, labels: Tensor, num_classes: int) -> Tensor:
