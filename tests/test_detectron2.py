@@ -411,3 +411,50 @@ def test_detectron2_export_equals_eager(d2, meta, tmp_path):
     path, _ = export_detectron2(model, image, str(tmp_path / 'model.onnx'), format='onnx')
     onnx = [torch.from_numpy(t) for t in run_onnxruntime(path, image.numpy())]
     assert compare_detections(expected, detections(onnx)) is None
+
+
+@needs_d2
+def test_model_weights_must_load_every_backbone_tensor(d2, tmp_path, monkeypatch):
+    """Detectron2's checkpointer only logs keys it cannot load: a backbone file
+    converted for the plain builder, given to an FPN model, would load nothing
+    into the backbone. The trainer's and the tool's checkpointer refuse it."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.engine import default_argument_parser
+    from mmbackbones import CheckpointError
+    from mmbackbones.adapters import detectron2_engine
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    from convert_to_detectron2 import convert
+    source, release = random_release(tmp_path)
+    files = {arch: tmp_path / f'{arch}.pth' for arch in ('plain', 'fpn')}
+    for arch, path in files.items():
+        convert(str(release), str(path), arch=arch, backbone='VoVNet-19-slim')
+    cfg = d2_cfg(d2, 'retinanet', 'VoVNet', dict(depth=19, slim=True))
+    from detectron2.modeling import build_model
+    model = build_model(cfg)
+    before = {k: v.clone() for k, v in model.backbone.bottom_up.body.state_dict().items()}
+    DetectionCheckpointer(model).load(str(files['plain']))  # Detectron2's own: silent
+    assert all(torch.equal(v, before[k])
+               for k, v in model.backbone.bottom_up.body.state_dict().items())
+    with pytest.raises(CheckpointError, match=r"backbone\.bottom_up\.body\..*not in the file"
+                                              r".*--arch fpn"):
+        d2.StrictDetectionCheckpointer(model).load(str(files['plain']))
+    d2.StrictDetectionCheckpointer(model).load(str(files['fpn']))
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.backbone.bottom_up.body.state_dict()[key], value), key
+
+    # the tool: --eval-only with MODEL.WEIGHTS, and the trainer's checkpointer
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('MMBACKBONES_DEMO_ROOT', str(tmp_path / 'digits_det'))
+    config = os.path.join(ROOT, 'configs/detectron2/retinanet_vovnet19slim_digits.yaml')
+    args = default_argument_parser().parse_args(
+        ['--config-file', config, '--eval-only', 'MODEL.WEIGHTS', str(files['plain']),
+         'OUTPUT_DIR', str(tmp_path / 'out')])
+    with pytest.raises(CheckpointError, match='not in the file'):
+        detectron2_engine.main(args)
+    args.eval_only = False
+    trainer = detectron2_engine.Trainer(detectron2_engine.setup_yacs(args))
+    assert isinstance(trainer.checkpointer, d2.StrictDetectionCheckpointer)
+    periodic = [h for h in trainer._hooks if hasattr(h, 'checkpointer')]
+    assert periodic and all(h.checkpointer is trainer.checkpointer for h in periodic)
+    with pytest.raises(CheckpointError, match='not in the file'):
+        trainer.resume_or_load(resume=False)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Dict, Optional, Sequence
 
 try:
+    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import CfgNode
     from detectron2.layers import ShapeSpec
     from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -33,6 +34,8 @@ except ImportError as err:  # pragma: no cover - exercised where Detectron2 is a
 import torch
 
 from ..api import build_backbone
+from ..errors import CheckpointError
+from ..input_check import check_detectron2_config
 from ..loader import LoadReport, load_weights
 from ..models.base import BaseBackbone
 from .naming import (deepest_feature, feature_levels, freeze_at_to_frozen_stages,
@@ -101,6 +104,9 @@ def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
     # a release of ours, or a public file (mmbackbones.weights); MODEL.WEIGHTS loads after
     node.PRETRAINED = ''
     node.PRETRAINED_PREFIX = 'backbone.'
+    # PIXEL_MEAN/PIXEL_STD/INPUT.FORMAT against the input the weights were trained on:
+    # '' ($MMBACKBONES_INPUT_CHECK, else 'warn'), 'warn', 'error' or 'off'
+    node.INPUT_CHECK = ''
 
     cfg.MODEL.MMBACKBONES = node
     return cfg
@@ -108,6 +114,7 @@ def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
 
 def _mm_backbone(cfg: CfgNode, out_features: Optional[Sequence[str]] = None) -> MMBackbone:
     node = cfg.MODEL.MMBACKBONES
+    check_detectron2_config(cfg)  # at every build: training, evaluation, export
     args = plain(node.ARGS)
     args.setdefault('norm_cfg', norm_cfg_from_detectron2(node.NORM, node.GN_GROUPS))
     if node.get('PRETRAINED'):
@@ -166,3 +173,48 @@ def load_pretrained(model: torch.nn.Module, checkpoint: str,
     mmbackbones backbone of a Detectron2 model, strictly: every backbone tensor
     must be loaded, or :class:`~mmbackbones.CheckpointError` says what did not match."""
     return load_weights(find_mm_backbone(model).body, checkpoint, prefix=prefix)
+
+
+class StrictDetectionCheckpointer(DetectionCheckpointer):
+    """Detectron2's checkpointer (``MODEL.WEIGHTS``, ``--resume``, ``--eval-only``),
+    except that every tensor of the mmbackbones backbone must load. Detectron2 only
+    logs the keys it could not load, so a file in another key layout (e.g.
+    ``convert_to_detectron2.py --arch plain`` for an FPN model) would leave the
+    backbone randomly initialised without an error. The heads keep Detectron2's
+    rule: a file with only a backbone (an ImageNet file) leaves them as built."""
+
+    def _load_model(self, checkpoint: dict):
+        incompatible = super()._load_model(checkpoint)
+        prefix = _backbone_prefix(self.model)
+        if prefix is None:  # no mmbackbones backbone: Detectron2's own rules
+            return incompatible
+        missing = [k for k in incompatible.missing_keys if k.startswith(prefix)]
+        shapes = [f'{k}: {tuple(got)} in the file, {tuple(want)} in the model'
+                  for k, got, want in incompatible.incorrect_shapes if k.startswith(prefix)]
+        if missing or shapes:
+            unexpected = incompatible.unexpected_keys
+            raise CheckpointError(
+                'the checkpoint does not fit the mmbackbones backbone under '
+                f'{prefix!r}: ' + '; '.join(filter(None, (
+                    f'{len(missing)} of its tensors are not in the file '
+                    f'({_preview(missing)})' if missing else '',
+                    'shapes differ for ' + _preview(shapes) if shapes else '',
+                    f'the file has {len(unexpected)} keys the model does not '
+                    f'({_preview(unexpected)})' if unexpected else '')))
+                + '. Convert a backbone file with tools/convert_to_detectron2.py '
+                "--arch fpn (FPN builders) or --arch plain (build_mmbackbones_backbone).")
+        return incompatible
+
+
+def _backbone_prefix(model: torch.nn.Module) -> Optional[str]:
+    """Where the model's mmbackbones backbone sits in its state dict
+    (``backbone.bottom_up.body.`` under an FPN), or None."""
+    for name, module in model.named_modules():
+        if isinstance(module, MMBackbone):
+            return f'{name}.body.' if name else 'body.'
+    return None
+
+
+def _preview(items: Sequence[str], limit: int = 4) -> str:
+    shown = ', '.join(items[:limit])
+    return shown + (f', ... ({len(items) - limit} more)' if len(items) > limit else '')

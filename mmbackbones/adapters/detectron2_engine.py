@@ -4,11 +4,11 @@ evaluation), LazyConfig files through :func:`train_lazy`, and the embedded demo
 set registered as ``digits_det_train`` / ``digits_det_val``.
 """
 import logging
+import weakref
 import os
 import os.path as osp
 from typing import Dict, Optional
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, LazyConfig, get_cfg, instantiate
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
@@ -18,7 +18,8 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from .detectron2 import add_mmbackbones_config
+from ..input_check import check_lazy_config
+from .detectron2 import StrictDetectionCheckpointer, add_mmbackbones_config
 from .naming import has_checkpoint
 
 DEMO_ROOT = 'data/digits_det'
@@ -40,7 +41,15 @@ def register_demo_datasets(root: str = DEMO_ROOT) -> None:
 
 
 class Trainer(DefaultTrainer):
-    """Detectron2's trainer, evaluating every test set with COCO's metric."""
+    """Detectron2's trainer, evaluating every test set with COCO's metric and
+    loading ``MODEL.WEIGHTS`` strictly for the backbone."""
+
+    def build_hooks(self):
+        # DefaultTrainer made its checkpointer just before; the periodic checkpoint
+        # hook built here must share the strict one that resume_or_load uses
+        self.checkpointer = StrictDetectionCheckpointer(
+            self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        return super().build_hooks()
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder=None):
@@ -69,7 +78,7 @@ def run_yacs(args) -> Optional[Dict]:
     cfg = setup_yacs(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        StrictDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
@@ -95,7 +104,7 @@ def train_lazy(args, cfg) -> None:
     optimizer = instantiate(cfg.optimizer)
     loader = instantiate(cfg.dataloader.train)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, loader, optimizer)
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = StrictDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
@@ -115,9 +124,10 @@ def train_lazy(args, cfg) -> None:
 def run_lazy(args) -> Optional[Dict]:
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     default_setup(cfg, args)
+    check_lazy_config(cfg)
     if args.eval_only:
         model = create_ddp_model(instantiate(cfg.model).to(cfg.train.device))
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        StrictDetectionCheckpointer(model).load(cfg.train.init_checkpoint)
         return evaluate_lazy(cfg, model)
     train_lazy(args, cfg)
     return None
