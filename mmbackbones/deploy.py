@@ -4,18 +4,23 @@ convolution's weight and bias (a norm-activation layer keeps its activation);
 :func:`deploy` adds what else pays on the inference path (channels-last weights,
 frozen parameters, optionally an Inductor compile that treats them as constants).
 
-Pairs are found structurally, without a forward pass: adjacent ``(Conv2d, norm)``
-children of a Sequential (our conv units, torchvision's Conv2dNormActivation and
-ResNet downsample/stem), mmcv's ``ConvModule`` (conv before norm),
-``convK``/``bnK`` attribute pairs (torchvision's and timm's ResNet blocks) and the
-named pairs of timm's EfficientNet/MobileNet blocks (:data:`TIMM_PAIRS`).
+Pairs are found without a forward pass, only where the order is known: adjacent
+``(Conv2d, norm)`` children of a Sequential that runs its children in order (our
+conv units, torchvision's Conv2dNormActivation and ResNet downsample/stem),
+mmcv's ``ConvModule`` (conv before norm), the named pairs of timm's
+EfficientNet/MobileNet blocks (:data:`TIMM_PAIRS`), and ``convK``/``bnK``
+attribute pairs (torchvision's and timm's ResNet blocks, timm's ConvNormAct) once
+``torch.fx`` shows, in the block's own ``forward``, that the norm reads the conv's
+output and nothing else does: names do not say the order (timm's DPN runs BN,
+ReLU, then conv). Every pair also needs the norm as wide as the conv's output.
 """
 import copy
 import re
 import warnings
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
+import torch.fx
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -62,11 +67,28 @@ TIMM_PAIRS = {
 }
 
 
-def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
+def _runs_children_in_order(module: nn.Module) -> bool:
+    """A Sequential whose ``forward`` is Sequential's: each child reads the
+    previous child's output, and nothing else does."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _width(norm: nn.Module) -> Optional[int]:
+    for attr in ('num_features', 'num_channels'):  # BN variants; GN
+        if isinstance(getattr(norm, attr, None), int):
+            return getattr(norm, attr)
+    weight = getattr(norm, 'weight', None)  # FrozenBatchNorm2d
+    return weight.shape[0] if isinstance(weight, torch.Tensor) else None
+
+
+def _pairs(module: nn.Module, unverified: List[str], prefix: str = ''
+           ) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
     """``(conv, norm, name of norm in module)`` for the direct children of
-    ``module``: every norm right after a conv, foldable or not."""
+    ``module``: every norm that reads a conv's output, and only that conv's,
+    foldable or not. Pairs found by name in a module of unknown order whose
+    order cannot be verified are added to ``unverified`` instead."""
     children = list(module.named_children())
-    if isinstance(module, nn.Sequential):
+    if isinstance(module, nn.Sequential) and _runs_children_in_order(module):
         for (_, a), (name, b) in zip(children, children[1:]):
             if isinstance(a, nn.Conv2d) and isinstance(b, NORM_TYPES):
                 yield a, b, name
@@ -86,11 +108,52 @@ def _pairs(module: nn.Module) -> Iterator[Tuple[nn.Conv2d, nn.Module, str]]:
             if isinstance(conv, nn.Conv2d) and isinstance(norm, NORM_TYPES):
                 yield conv, norm, norm_name
         return
-    for name, norm in children:  # torchvision's ResNet blocks: convK -> bnK
+    # convK/bnK by name (torchvision's and timm's ResNet blocks, timm's ConvNormAct),
+    # but names do not say the order: timm's DPN runs BN, ReLU, then conv
+    candidates = []
+    for name, norm in children:
         match = re.fullmatch(r'bn(\d*)', name)
-        conv = named.get(f'conv{match.group(1)}') if match else None
-        if isinstance(conv, nn.Conv2d) and isinstance(norm, NORM_TYPES):
-            yield conv, norm, name
+        conv_name = f'conv{match.group(1)}' if match else None
+        if isinstance(named.get(conv_name), nn.Conv2d) and isinstance(norm, NORM_TYPES):
+            candidates.append((conv_name, name))
+    if not candidates:
+        return
+    calls = _child_calls(module)
+    if calls is None:
+        unverified += [f'{prefix}{conv} -> {prefix}{norm}' for conv, norm in candidates]
+        return
+    for conv_name, norm_name in candidates:
+        convs, norms = calls.get(conv_name, []), calls.get(norm_name, [])
+        if len(norms) != 1 or not any(norms[0].args[:1] == (c, ) for c in convs):
+            continue  # the norm does not read the conv's output: no pair
+        if len(convs) != 1 or len(convs[0].users) != 1 or norms[0].kwargs \
+                or len(norms[0].args) != 1:
+            # the conv's output also goes elsewhere, or either runs twice: folding
+            # would change what the others read
+            unverified.append(f'{prefix}{conv_name} -> {prefix}{norm_name}')
+            continue
+        yield named[conv_name], named[norm_name], norm_name
+
+
+class _CallsOfSubmodules(torch.fx.Tracer):
+    """Traces one module's own ``forward``: every submodule is one call."""
+
+    def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
+        return True
+
+
+def _child_calls(module: nn.Module) -> Optional[Dict[str, List[torch.fx.Node]]]:
+    """``{child name: its call nodes}`` in ``module.forward``'s graph, or None
+    when ``torch.fx`` cannot trace it (control flow on values, ...)."""
+    try:
+        graph = _CallsOfSubmodules().trace(module)
+    except Exception:  # noqa: BLE001  any error of arbitrary user code under tracing
+        return None
+    calls: Dict[str, List[torch.fx.Node]] = {}
+    for node in graph.nodes:
+        if node.op == 'call_module':
+            calls.setdefault(node.target, []).append(node)
+    return calls
 
 
 @torch.no_grad()
@@ -114,10 +177,14 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     names them."""
     model = model if inplace else copy.deepcopy(model)
     model.eval()
-    unfolded = []
+    unfolded, unverified = [], []
     for module_name, module in list(model.named_modules()):
-        for conv, norm, name in list(_pairs(module)):
-            if foldable(norm):
+        prefix = f'{module_name}.' if module_name else ''
+        for conv, norm, name in list(_pairs(module, unverified, prefix)):
+            if _width(norm) != conv.out_channels:
+                unverified.append(f'{prefix}{name} ({_width(norm)} channels after a conv '
+                                  f'of {conv.out_channels})')
+            elif foldable(norm):
                 fold_norm(conv, norm)
                 setattr(module, name, after_fold(norm))
             else:
@@ -128,6 +195,11 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
         warnings.warn(f'fuse(): {len(unfolded)} conv -> norm pairs cannot be folded and '
                       f'stay as they are: {shown}. Only BatchNorm variants with running '
                       f'statistics fold.', FuseWarning, stacklevel=2)
+    if unverified:
+        shown = ', '.join(unverified[:5]) + (', ...' if len(unverified) > 5 else '')
+        warnings.warn(f'fuse(): {len(unverified)} conv/norm pairs stay unfolded because their '
+                      f"order could not be verified (the norm must read the conv's output, "
+                      f'and nothing else may): {shown}.', FuseWarning, stacklevel=2)
     return model
 
 

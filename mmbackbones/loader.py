@@ -25,7 +25,7 @@ import logging
 import os
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
@@ -81,7 +81,8 @@ def read_source(checkpoint: Union[PathLike, dict], map_location='cpu') -> Source
     if name.startswith(SCHEME) or is_name(name):
         entry = lookup(name)
         return Source(strip_scheme(name), load_url(entry.url, map_location,
-                                                   entry.cache_name()), entry=entry)
+                                                   entry.cache_name(), entry.sha256),
+                      entry=entry)
     local = osp.expanduser(name)
     return Source(name, load_checkpoint(name, map_location),
                   local if osp.isfile(local) else None)
@@ -124,27 +125,38 @@ def layout_shapes(layout: Layout) -> Dict[str, torch.Size]:
 
 def recorded_arch(record: dict) -> Tuple[str, dict]:
     """``(type, arch_args)`` of a ``meta.backbone`` record: ``{'type', 'arch'}``
-    as training writes it, or ``{'type', **constructor arguments}``."""
+    as training writes it, or ``{'type', **constructor arguments}``. An ``arch``
+    written before norms were recorded in full (``norm_eps`` alone) takes the
+    record's own ``norm_cfg`` argument where it has one."""
     type_ = record['type'].split('.')[-1]
     if isinstance(record.get('arch'), dict):
-        return type_, dict(record['arch'])
+        arch = dict(record['arch'])
+        if 'norm_cfg' not in arch and 'norm_cfg' in record:
+            arch.pop('norm_eps', None)
+            arch['norm_cfg'] = record['norm_cfg']
+        return type_, arch
     kwargs = {k: v for k, v in record.items() if k != 'type'}
     return type_, network(type_, kwargs).arch_args()
 
 
 def check_network(model: nn.Module, type_: str, arch: dict, what: str) -> None:
     """``model`` must compute ``type_`` with ``arch`` (its ``arch_args()``):
-    else an error naming both and the config arguments that fix it."""
+    else an error naming both and the config arguments that fix it. Both sides
+    are compared normalised (defaults filled in, ``inplace`` and ``momentum``
+    ignored, lists and tuples alike); an argument only one side records is not
+    compared (records of earlier versions)."""
     ours = type(model).__name__
-    wanted = _fix_args(arch)
     if type_ != ours:
+        wanted = _fix_args(arch)
         raise CheckpointError(
             f'{what} holds a {type_}({wanted}); this model is a {_describe(model)}. '
             f"Build backbone=dict(type='mmbackbones.{type_}', {wanted}) to load it.")
+    if hasattr(model, 'normalize_arch'):
+        arch = model.normalize_arch(arch)
     mine = model.arch_args() if hasattr(model, 'arch_args') else {}
-    differ = [k for k, v in arch.items() if k in mine and mine[k] != v]
+    differ = [k for k, v in arch.items() if k in mine and not _agrees(k, mine[k], v)]
     if differ:
-        have = ', '.join(f'{k}={mine[k]!r}' for k in differ)
+        have = _fix_args({k: mine[k] for k in differ})
         need = _fix_args({k: arch[k] for k in differ})
         raise CheckpointError(
             f'{what} holds a {type_} with {need}; this model has {have}, and would '
@@ -152,10 +164,23 @@ def check_network(model: nn.Module, type_: str, arch: dict, what: str) -> None:
             f"(backbone=dict(type='mmbackbones.{type_}', {need}, ...)).")
 
 
+def _agrees(key: str, mine, theirs) -> bool:
+    if key == 'norm_cfg' and isinstance(theirs, dict) and 'type' not in theirs:
+        # an earlier record's norm_eps alone: the eps is all it can be held to
+        return isinstance(mine, dict) and mine.get('eps') == theirs.get('eps')
+    return plain_record(mine) == plain_record(theirs)
+
+
 def _fix_args(arch: dict) -> str:
-    parts = [f'{k}={v!r}' for k, v in arch.items() if k != 'norm_eps']
-    if arch.get('norm_eps') is not None:
-        parts.append(f"norm_cfg=dict(type='BN', eps={arch['norm_eps']!r})")
+    parts = []
+    for key, value in arch.items():
+        if key == 'norm_cfg' and isinstance(value, dict) and 'type' not in value:
+            value = dict(type='BN', **value)  # an earlier record's norm_eps
+        elif key == 'norm_eps':  # not normalised: an earlier record as read
+            if value is None:
+                continue
+            key, value = 'norm_cfg', dict(type='BN', eps=value)
+        parts.append(f'{key}={value!r}')
     return ', '.join(parts)
 
 
@@ -250,8 +275,11 @@ def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
 
 def load_source(model: nn.Module, source: Source, prefix: Optional[str] = None,
                 layout: Optional[str] = None,
-                logger: Union[str, logging.Logger] = 'current') -> LoadReport:
-    """:func:`load_weights` of a checkpoint already read (a Runner's)."""
+                logger: Union[str, logging.Logger] = 'current',
+                keep: Sequence[str] = ()) -> LoadReport:
+    """:func:`load_weights` of a checkpoint already read (a Runner's). ``keep``:
+    tensors of the model that keep their values, whatever the file holds for
+    them (``load_from_reinit``, :mod:`mmbackbones.engine.finetune`)."""
     backbone = backbone_of(model)
     recorded = source.recorded_network
     if recorded and backbone is not None:
@@ -268,10 +296,10 @@ def load_source(model: nn.Module, source: Source, prefix: Optional[str] = None,
     if layout in (None, PYTORCH_LAYOUT):
         try:
             selected = _select_prefix(state_dict, prefix, source.name) if prefix else state_dict
-            return _load_exactly(model, selected, source.name, prefix, logger)
+            return _load_exactly(model, selected, source.name, prefix, logger, keep=keep)
         except CheckpointError as mismatch:
-            converted = None if (entry or recorded) else _public_layout(model, state_dict,
-                                                                        source.name)
+            converted = None if (entry or recorded or keep) else _public_layout(
+                model, state_dict, source.name)
             if converted is None:
                 raise _with_prefix_hint(mismatch, state_dict, prefix) from None
     else:
@@ -327,9 +355,12 @@ def _select_prefix(state_dict: Dict[str, torch.Tensor], prefix: str,
 def _load_exactly(model: nn.Module, state_dict: Dict[str, torch.Tensor], source: str,
                   prefix: Optional[str], logger, note: str = '',
                   set_aside: Optional[List[str]] = None,
-                  layout: Optional[str] = None) -> LoadReport:
+                  layout: Optional[str] = None, keep: Sequence[str] = ()) -> LoadReport:
     name = type(model).__name__
     model.__dict__.pop('dropped_head_keys', None)  # set again by a torchvision port's hook
+    if keep:
+        keep = set(keep)
+        state_dict = {k: v for k, v in state_dict.items() if k not in keep}
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # shape mismatches, one line each
@@ -338,19 +369,21 @@ def _load_exactly(model: nn.Module, state_dict: Dict[str, torch.Tensor], source:
         raise CheckpointError(f'{source} does not fit {name} (another architecture?): '
                               + '\n'.join(lines[1:7]) + more) from None
     set_aside = list(set_aside or []) + list(getattr(model, 'dropped_head_keys', []))
-    if result.missing_keys or result.unexpected_keys:
+    missing = [k for k in result.missing_keys if k not in keep]
+    if missing or result.unexpected_keys:
         raise CheckpointError(
             f'{source} does not fit {name}'
             + (f' (prefix {prefix!r})' if prefix else '') + ': '
-            f'{len(result.missing_keys)} tensors of the model are missing from it '
-            f'{_preview(result.missing_keys)}, and {len(result.unexpected_keys)} of its '
+            f'{len(missing)} tensors of the model are missing from it '
+            f'{_preview(missing)}, and {len(result.unexpected_keys)} of its '
             f'keys are not in the model {_preview(result.unexpected_keys)}. Is it a '
             f'checkpoint of another architecture?')
-    loaded = len(model.state_dict())
+    loaded = len(model.state_dict()) - len(keep)
     print_log(f'loaded {loaded} tensors into {name} from {source}'
               + (f' (prefix {prefix!r})' if prefix else '')
               + (f' ({note})' if note else '')
-              + (f'; set aside {_preview(set_aside)}' if set_aside else ''),
+              + (f'; set aside {_preview(set_aside)}' if set_aside else '')
+              + (f'; {len(keep)} kept their initialisation' if keep else ''),
               logger=logger)
     return LoadReport(loaded=loaded, source=source, set_aside=set_aside, layout=layout)
 
@@ -390,16 +423,16 @@ def network_record(backbone: nn.Module, config: Optional[dict] = None) -> dict:
     the config's arguments that shape it (to rebuild it) and ``arch_args()``
     (what :func:`load_weights` compares)."""
     args = {k: v for k, v in (config or {}).items() if k not in NOT_ARCH_ARGS}
-    return dict(_plain(args), type=type(backbone).__name__,
-                arch=_plain(backbone.arch_args()))
+    return dict(plain_record(args), type=type(backbone).__name__,
+                arch=plain_record(backbone.arch_args()))
 
 
-def _plain(value):
+def plain_record(value: object) -> object:
     """Config values as plain dicts/lists, which a weights-only load accepts."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_record(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_record(v) for v in value]
     return value
 
 

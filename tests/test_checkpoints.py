@@ -147,15 +147,6 @@ def test_publish_keeps_weights_only_with_a_hash(trained, tmp_path):
     assert torch.equal(backbone.stem[0].conv.weight, full['backbone.stem.0.conv.weight'])
 
 
-def test_publish_prefers_ema_weights(tmp_path):
-    state = {'w': torch.zeros(2)}
-    ema = {'steps': torch.tensor(10), 'module.w': torch.ones(2)}
-    src = tmp_path / 'ema.pth'
-    torch.save({'state_dict': state, 'ema_state_dict': ema, 'meta': {'epoch': 3}}, src)
-    release = torch.load(publish_checkpoint(str(src)), weights_only=True)
-    assert release['meta']['ema'] and torch.equal(release['state_dict']['w'], torch.ones(2))
-
-
 @pytest.mark.slow  # trains or runs the tools in subprocesses
 def test_wrong_prefix_or_architecture_is_refused(trained):
     _, _, ckpt = trained
@@ -219,3 +210,76 @@ def test_test_and_load_from_refuse_another_architecture(trained, tmp_path):
         train_tool.main([config, '--work-dir', str(tmp_path / 'train'), '--load-from', wrong])
     assert not any(name.endswith('.pth') for _, _, files in os.walk(tmp_path / 'train')
                    for name in files)
+
+
+def vovnet_release(tmp_path, name: str, record: dict = None, **config) -> str:
+    """A release of VoVNet-19-slim built with ``config``, recording its network
+    as training does, or as ``record`` (a record an earlier version wrote)."""
+    from mmbackbones.loader import network_record
+    from mmbackbones.publish import write_release
+    source = build_backbone('VoVNet-19-slim', **config)
+    record = record or network_record(source, dict(type='VoVNet', depth=19, slim=True,
+                                                   **config))
+    return write_release({f'backbone.{k}': v for k, v in source.state_dict().items()},
+                         dict(backbone=record), str(tmp_path / f'{name}.pth'))
+
+
+GN8, GN16 = dict(type='GN', num_groups=8), dict(type='GN', num_groups=16)
+
+
+@pytest.mark.parametrize('saved,loaded', [
+    ({}, dict(norm_cfg=dict(type='BN', eps=1e-5))),  # the default, written out
+    ({}, dict(norm_cfg=dict(type='SyncBN', momentum=0.03, requires_grad=True))),
+    ({}, dict(act_cfg=dict(type='ReLU', inplace=False))),
+    (dict(act_cfg=dict(type='LeakyReLU')),
+     dict(act_cfg=dict(type='LeakyReLU', negative_slope=0.01, inplace=True))),
+    (dict(act_cfg=dict(type='Swish')), dict(act_cfg=dict(type='SiLU'))),
+    (dict(norm_cfg=GN8), dict(norm_cfg=dict(GN8, eps=1e-5))),
+], ids=['bn-eps', 'syncbn-momentum', 'inplace', 'leaky-default', 'swish-silu', 'gn-eps'])
+def test_one_network_written_two_ways_loads(saved, loaded, tmp_path):
+    """Was: 'holds a VoVNet with ; ... Set  in the config' for the default eps."""
+    release = vovnet_release(tmp_path, 'release', **saved)
+    load_weights(build_backbone('VoVNet-19-slim', **loaded), release, prefix='backbone.')
+
+
+@pytest.mark.parametrize('saved,loaded,message', [
+    (dict(norm_cfg=GN16), dict(norm_cfg=GN8),
+     r"holds a VoVNet with norm_cfg=\{'type': 'GN', 'num_groups': 16, 'eps': 1e-05\}; this "
+     r"model has norm_cfg=\{'type': 'GN', 'num_groups': 8, 'eps': 1e-05\}"),
+    ({}, dict(norm_cfg=GN8), r"norm_cfg=\{'type': 'BN', 'eps': 1e-05\}; this model has "
+                             r"norm_cfg=\{'type': 'GN'"),
+    ({}, dict(norm_cfg=dict(type='BN', eps=1e-3)),
+     r"this model has norm_cfg=\{'type': 'BN', 'eps': 0.001\}"),
+    (dict(act_cfg=dict(type='LeakyReLU', negative_slope=0.1)),
+     dict(act_cfg=dict(type='LeakyReLU')),
+     r"holds a VoVNet with act_cfg=\{'type': 'LeakyReLU', 'negative_slope': 0.1\}; this "
+     r"model has act_cfg=\{'type': 'LeakyReLU', 'negative_slope': 0.01\}.*Set act_cfg="),
+], ids=['gn-groups', 'bn-gn', 'bn-eps', 'leaky-slope'])
+def test_another_norm_or_activation_setting_is_refused(saved, loaded, message, tmp_path):
+    """Same keys and shapes, another function: a GN-16 release in a GN-8 VoVNet
+    loaded, its features off by up to 0.72."""
+    release = vovnet_release(tmp_path, 'release', **saved)
+    with pytest.raises(CheckpointError, match=message):
+        load_weights(build_backbone('VoVNet-19-slim', **loaded), release, prefix='backbone.')
+
+
+def test_records_of_earlier_versions_load_into_the_same_network(tmp_path):
+    """Files already written record ``norm_eps`` alone (and the config's
+    arguments): they load into the network they came from, and a norm the
+    record can tell apart is still refused."""
+    arch = dict(depth=19, slim=True, residual=True, ese=True, stem_stride=2,
+                act_cfg=dict(type='ReLU'), norm_eps=None)
+    old = dict(type='VoVNet', depth=19, slim=True, arch=arch)
+    release = vovnet_release(tmp_path, 'old', record=old)
+    for same in ({}, dict(norm_cfg=dict(type='BN', eps=1e-5)),
+                 dict(act_cfg=dict(type='ReLU', inplace=True))):
+        load_weights(build_backbone('VoVNet-19-slim', **same), release, prefix='backbone.')
+    eps = vovnet_release(tmp_path, 'eps', record=dict(old, arch=dict(arch, norm_eps=1e-3)))
+    with pytest.raises(CheckpointError, match=r"holds a VoVNet with norm_cfg=\{'type': 'BN', "
+                                              r"'eps': 0.001\}; this model has norm_cfg="):
+        load_weights(build_backbone('VoVNet-19-slim'), eps, prefix='backbone.')
+    gn = vovnet_release(tmp_path, 'gn', record=dict(old, norm_cfg=GN16), norm_cfg=GN16)
+    load_weights(build_backbone('VoVNet-19-slim', norm_cfg=GN16), gn, prefix='backbone.')
+    with pytest.raises(CheckpointError, match=r"'num_groups': 16.*this model has "
+                                              r"norm_cfg=\{'type': 'GN', 'num_groups': 8"):
+        load_weights(build_backbone('VoVNet-19-slim', norm_cfg=GN8), gn, prefix='backbone.')

@@ -303,3 +303,86 @@ def test_runtime_session_names_what_it_takes(tmp_path):
         Session(path, 'tensorrt')
     with pytest.raises(ValueError, match=r"precision='bf16' with onnxruntime"):
         Session(path, precision='bf16')
+
+
+class NormThenConv(torch.nn.Module):
+    """timm DPN's BnActConv2d: its ``bn`` runs before its ``conv``."""
+
+    def __init__(self, in_channels=8, out_channels=8):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(in_channels)
+        self.act = torch.nn.ReLU()
+        self.conv = torch.nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(self.act(self.bn(x)))
+
+
+class ConvOutputTwice(torch.nn.Module):
+    """conv1 -> bn1, but the conv's output is also added after: not foldable."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        return self.bn1(y) + y
+
+
+class Untraceable(torch.nn.Module):
+    """conv1 -> bn1 with control flow on values: torch.fx cannot check the order."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return self.bn1(self.conv1(x)) if x.sum() > 0 else self.conv1(x)
+
+
+@pytest.mark.parametrize('in_channels,out_channels', [(8, 8), (8, 16)])
+def test_fuse_leaves_a_norm_that_runs_before_its_conv(in_channels, out_channels):
+    """``bn``/``conv`` names paired a norm with the conv that reads it: the
+    output was off by up to 1.64, or folding crashed where the widths differ."""
+    block = random_bn_statistics(NormThenConv(in_channels, out_channels))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', FuseWarning)  # no pair: nothing to report
+        fused = fuse(block)
+    assert isinstance(fused.bn, torch.nn.BatchNorm2d)
+    x = torch.randn(2, in_channels, 8, 8)
+    with torch.no_grad():
+        assert_close_relative([fused(x)], [block(x)], rel=1e-6)
+
+
+@pytest.mark.parametrize('block', [ConvOutputTwice, Untraceable])
+def test_fuse_warns_on_pairs_it_cannot_verify(block):
+    block = random_bn_statistics(block())
+    with pytest.warns(FuseWarning, match=r'1 conv/norm pairs stay unfolded.*order could not '
+                                         r'be verified.*conv1 -> bn1'):
+        fused = fuse(block)
+    assert isinstance(fused.bn1, torch.nn.BatchNorm2d)
+    x = torch.randn(2, 8, 8, 8).abs()
+    with torch.no_grad():
+        assert_close_relative([fused(x)], [block(x)], rel=1e-6)
+
+
+def test_deploy_keeps_timm_dpn_eager_numerics():
+    """timm's DPN (BN, ReLU, then conv in every block) through deploy(): what
+    folds (its stem) folds; its pre-activation norms stay."""
+    timm = pytest.importorskip('timm')
+    from mmbackbones import Timm
+    model = random_bn_statistics(Timm('dpn68', out_indices=(0, 1, 2, 3, 4)))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    norms = sum(isinstance(m, timm.layers.BatchNormAct2d) for m in model.modules())
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', FuseWarning)
+        deployed = deploy(model, channels_last=False, inplace=True)  # no copy: 2 s saved
+    left = sum(isinstance(m, timm.layers.BatchNormAct2d) for m in deployed.modules())
+    assert 0 < left < norms
+    with torch.no_grad():
+        assert_close_relative(deployed(x), expected, rel=1e-4)

@@ -12,7 +12,8 @@ from torch import nn
 
 timm = pytest.importorskip('timm')
 
-from mmbackbones import CheckpointError, Timm, build_backbone, deploy, list_backbones  # noqa: E402
+from mmbackbones import (CheckpointError, Timm, build_backbone, deploy,  # noqa: E402
+                         list_backbones, load_weights)
 from mmbackbones.models import LEVEL_STRIDES  # noqa: E402
 from mmbackbones.models.layers import NORM_TYPES, FrozenBatchNormAct2d  # noqa: E402
 from detection_utils import build_detector, first_batch, on_demo_data  # noqa: E402
@@ -249,6 +250,14 @@ def test_our_releases_load_through_init_cfg(tmp_path):
     (dict(model_name='resnet18d', pretrained=True), 'use weights=True'),
     (dict(model_name='resnet18d', no_such_keyword=1), "does not take these arguments"),
     (dict(model_name='resnet18d', frozen_stages=5), 'frozen_stages=5 is out of range'),
+    # both would load the whole backbone, the later one over the other
+    (dict(model_name='resnet18d', pretrained_file='a.pth',
+          init_cfg=dict(type='Pretrained', checkpoint='b.pth')),
+     r"give pretrained_file= or init_cfg=dict\(type='Pretrained', checkpoint='b.pth'\), "
+     r'not both'),
+    (dict(model_name='resnet18d', weights=True, init_cfg=[
+        dict(type='Kaiming', layer='Conv2d'), dict(type='Pretrained', checkpoint='b.pth')]),
+     r"give weights= or init_cfg=dict\(type='Pretrained', checkpoint='b.pth'\)"),
 ])
 def test_clear_errors(kwargs, error):
     with pytest.raises(ValueError, match=error):
@@ -369,3 +378,27 @@ def test_pretrained_file_is_applied_after_every_other_initialiser(tmp_path):
     model.init_weights()
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_a_checkpoint_with_a_tuple_keyword_loads_into_its_own_network(tmp_path):
+    """A record is written as lists (``depths=[1, 1, 2, 1]``) and the model has
+    tuples: the same network, which tools/test.py, --resume and --load-from
+    refused."""
+    from mmbackbones.loader import network_record, recorded_kwargs
+    from mmbackbones.publish import write_release
+    config = dict(type='mmbackbones.Timm', model_name='convnext_atto', depths=(1, 1, 2, 1))
+    source = Timm(**{k: v for k, v in config.items() if k != 'type'})
+    record = network_record(source, config)
+    assert record['depths'] == [1, 1, 2, 1]
+    release = write_release({f'backbone.{k}': v for k, v in source.state_dict().items()},
+                            dict(backbone=record), str(tmp_path / 'release.pth'))
+    model = Timm('convnext_atto', depths=(1, 1, 2, 1))
+    load_weights(model, release, prefix='backbone.')
+    assert torch.equal(model.state_dict()['timm.stem_0.weight'],
+                       source.state_dict()['timm.stem_0.weight'])
+    type_, kwargs = recorded_kwargs(record)
+    load_weights(build_backbone(type_, **kwargs), release, prefix='backbone.')
+    with pytest.raises(CheckpointError, match=r"holds a Timm with model_kwargs=\{'depths': "
+                                              r"\[1, 1, 2, 1\]\}; this model has "
+                                              r"model_kwargs=\{'depths': \[1, 1, 1, 1\]\}"):
+        load_weights(Timm('convnext_atto', depths=(1, 1, 1, 1)), release, prefix='backbone.')

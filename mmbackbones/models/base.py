@@ -1,4 +1,4 @@
-"""The one backbone contract every family implements (see DESIGN.md).
+"""The one backbone contract every family implements (docs/backbones.md#the-contract).
 
 A backbone is five levels; level ``i`` has stride ``2 ** (i + 1)``. A family only
 describes its architecture in :meth:`BaseBackbone.build_levels`; selecting
@@ -13,8 +13,9 @@ from mmengine.model import BaseModule
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..loader import load_pretrained_cfg, split_pretrained
-from .layers import NORM_TYPES, ConvNormAct, check_act_cfg, check_norm_cfg
+from ..loader import load_pretrained_cfg, plain_record, split_pretrained
+from .layers import (NORM_TYPES, ConvNormAct, check_act_cfg, check_norm_cfg,
+                     normalize_act_cfg, normalize_norm_cfg)
 
 NUM_LEVELS = 5
 LEVEL_STRIDES = tuple(2 ** (i + 1) for i in range(NUM_LEVELS))
@@ -97,7 +98,7 @@ DROP_PATH_FAMILIES = ('Darknet, CSPDarknet, VoVNet V2 (residual=True, depth >= 3
 
 
 class BaseBackbone(BaseModule):
-    """Five-level backbone with the contract of DESIGN.md.
+    """Five-level backbone with the contract of docs/backbones.md#the-contract.
 
     Args:
         out_indices: levels ``forward`` returns, shallowest first; negative
@@ -120,6 +121,9 @@ class BaseBackbone(BaseModule):
     supports_drop_path = False
     #: constructor arguments (stored as attributes) that change what it computes
     arch_arg_names: Tuple[str, ...] = ()
+    #: whether its norms are a wrapped model's (torchvision's, timm's), which keep
+    #: their own eps unless ``norm_cfg`` sets one
+    keeps_model_norms = False
 
     def __init__(self,
                  *,
@@ -199,9 +203,28 @@ class BaseBackbone(BaseModule):
     def arch_args(self) -> Dict[str, object]:
         """What the network computes, as arguments: backbones with equal
         ``arch_args()`` and equal weights give equal features in eval mode (the
-        norm type may differ: BN, SyncBN and FrozenBN agree there)."""
+        norm type may differ: BN, SyncBN and FrozenBN agree there). Normalised
+        (:meth:`normalize_arch`): two configs of one network give equal dicts."""
         args = {name: getattr(self, name) for name in self.arch_arg_names}
-        return dict(args, act_cfg=self.act_cfg, norm_eps=self.norm_cfg.get('eps'))
+        return self.normalize_arch(dict(args, act_cfg=self.act_cfg, norm_cfg=self.norm_cfg))
+
+    @classmethod
+    def normalize_arch(cls, arch: Dict[str, object]) -> Dict[str, object]:
+        """``arch`` (an ``arch_args()``, or one a checkpoint recorded, of any
+        version) in the form :meth:`arch_args` returns: activation and norm with
+        their defaults filled in and what does not change the function dropped
+        (``inplace``, ``momentum``), sequences as lists (a record is written as
+        lists). Records written before norms were compared in full hold
+        ``norm_eps`` alone: it becomes a partial ``norm_cfg`` (no type)."""
+        arch = dict(arch)
+        if 'norm_eps' in arch:
+            norm_eps = arch.pop('norm_eps')
+            arch.setdefault('norm_cfg', {'eps': norm_eps})
+        if 'norm_cfg' in arch:
+            arch['norm_cfg'] = normalize_norm_cfg(arch['norm_cfg'], cls.keeps_model_norms)
+        if 'act_cfg' in arch:
+            arch['act_cfg'] = normalize_act_cfg(arch['act_cfg'])
+        return plain_record(arch)
 
     def frozen_modules(self) -> List[nn.Module]:
         """The modules that compute levels ``0..frozen_stages``: frozen (no

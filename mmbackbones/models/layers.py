@@ -118,6 +118,73 @@ def replace_batchnorms(model: nn.Module, norm_cfg: dict) -> int:
     return count
 
 
+#: norm types that compute the same function in eval mode (fixed statistics), by
+#: the name a normalised ``norm_cfg`` gives them
+EVAL_EQUIVALENT_NORMS = {'BN': 'BN', 'BN2d': 'BN', 'SyncBN': 'BN', 'FrozenBN': 'BN', 'GN': 'GN'}
+#: the eps every norm of ``NORM_LAYERS`` defaults to
+DEFAULT_NORM_EPS = 1e-5
+#: activation arguments that do not change the function: memory reuse, and
+#: PReLU's initial slope (a parameter the weights replace)
+NON_FUNCTIONAL_ACT_ARGS = frozenset({'inplace', 'device', 'dtype', 'init'})
+#: activation types that compute the same function (mmcv's Swish is x * sigmoid(x))
+ACT_ALIASES = {'Swish': 'SiLU'}
+
+
+def act_defaults(act_type: str) -> dict:
+    """Keyword defaults of the module ``act_type`` builds (``LeakyReLU``:
+    ``negative_slope=0.01``), from its signature."""
+    import inspect
+    from mmengine.registry import MODELS as MMCV_MODELS  # where mmcv registers them
+    cls = MMCV_MODELS.get(act_type)
+    if cls is None:
+        return {}
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params
+            if p.default is not inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def normalize_act_cfg(act_cfg: Optional[dict]) -> Optional[dict]:
+    """``act_cfg`` as the function it computes: every default written out,
+    arguments that change nothing (``inplace``) dropped, aliases resolved. Two
+    configs of the same activation normalise to equal dicts."""
+    if act_cfg is None:
+        return None
+    act_type = act_cfg.get('type')
+    filled = {**act_defaults(act_type), **act_cfg} if isinstance(act_type, str) else act_cfg
+    args = {k: filled[k] for k in sorted(filled)
+            if k != 'type' and k not in NON_FUNCTIONAL_ACT_ARGS}
+    return dict(type=ACT_ALIASES.get(act_type, act_type), **args)
+
+
+def normalize_norm_cfg(norm_cfg: Optional[dict], keeps_model_eps: bool = False
+                       ) -> Optional[dict]:
+    """``norm_cfg`` as the function it computes in eval mode: the type up to
+    eval equivalence (BN, SyncBN, FrozenBN: ``'BN'``), ``num_groups`` for GN and
+    ``eps``; ``momentum`` and ``requires_grad`` (training only) dropped.
+
+    ``keeps_model_eps``: a wrapped model's norms (torchvision's, timm's) keep
+    their own eps unless ``norm_cfg`` sets one; then None stands for "the
+    model's own norms", which a BN-type ``norm_cfg`` without eps keeps too.
+    A dict without ``type`` (records that kept only the eps) stays partial."""
+    if norm_cfg is None:
+        norm_cfg = {} if keeps_model_eps else dict(type='BN')
+    norm_type = norm_cfg.get('type')
+    kind = EVAL_EQUIVALENT_NORMS.get(norm_type, norm_type)
+    eps = norm_cfg.get('eps')
+    if keeps_model_eps and kind in ('BN', None) and eps is None:
+        return None
+    normalized = {} if kind is None else dict(type=kind)
+    if kind == 'GN':
+        normalized['num_groups'] = norm_cfg.get('num_groups')
+    if eps is not None or not keeps_model_eps:
+        normalized['eps'] = DEFAULT_NORM_EPS if eps is None else eps
+    return normalized
+
+
 #: activations that may overwrite their input: in a conv unit nothing else reads it
 INPLACE_ACTIVATIONS = ('ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'SiLU')
 

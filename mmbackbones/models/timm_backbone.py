@@ -3,7 +3,7 @@
 timm's own ``features_only`` model computes the features, whichever wrapper timm
 picks for the family (``FeatureListNet``, ``EfficientNetFeatures``,
 ``FeatureGetterNet``, ...), so the numbers are timm's. What this module adds is
-the contract of DESIGN.md on top:
+the contract (docs/backbones.md#the-contract) on top:
 
 * **Levels** come from timm's ``feature_info``: level ``i`` is the deepest
   feature at stride ``2 ** (i + 1)``. A model without a feature at some stride
@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 import torch
 from torch import nn
 
-from ..loader import load_pretrained_cfg
+from ..loader import load_pretrained_cfg, split_pretrained
 from ..registry import register_backbone
 from .base import LEVEL_STRIDES, BaseBackbone, Level, check_input, keep_foreign_activations
 from .layers import replace_batchnorms
@@ -201,6 +201,7 @@ class Timm(BaseBackbone):
     """
     supports_drop_path = True  # timm refuses the keyword for models without it
     arch_arg_names = ('model_name', 'model_kwargs', 'in_channels')
+    keeps_model_norms = True
 
     def __init__(self,
                  model_name: str,
@@ -226,6 +227,18 @@ class Timm(BaseBackbone):
         keep_foreign_activations(dict(act_cfg=act_cfg), f"Timm('{model_name}')", "timm's",
                                  hint="; pass timm's act_layer in model_kwargs where the "
                                       'model takes one')
+        if pretrained_file and weights:
+            raise ValueError(f'{self.describe()}: give pretrained_file= or weights=, not both')
+        given = 'pretrained_file' if pretrained_file else 'weights' if weights else None
+        pretrained_cfgs, _ = split_pretrained(init_cfg)
+        if given and pretrained_cfgs:
+            # both would load, one over the other: which file the model holds is
+            # then an accident of order
+            raise ValueError(
+                f'{self.describe()}: give {given}= or init_cfg=dict(type='
+                f"'{pretrained_cfgs[0]['type']}', checkpoint="
+                f"{pretrained_cfgs[0].get('checkpoint')!r}), not both: each loads the "
+                f'whole backbone')
         self._replace_norm = norm_cfg is not None
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, norm_cfg=norm_cfg, act_cfg=None,
@@ -235,8 +248,6 @@ class Timm(BaseBackbone):
         # (some timm models do): that would re-initialise a loaded pretrained_file
         self.timm.is_init = True
         self._register_load_state_dict_pre_hook(self._rename_timm_keys)
-        if pretrained_file and weights:
-            raise ValueError(f'{self.describe()}: give pretrained_file= or weights=, not both')
         self.pretrained_file = pretrained_file
         self.weights = weights
         # loaded now, as timm's pretrained=True does, and again by init_weights()

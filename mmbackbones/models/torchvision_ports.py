@@ -45,6 +45,7 @@ class TorchvisionPort(BaseBackbone):
     arch_settings: Dict = {}
     arch_arg = 'depth'
     variant_names: Dict = {}
+    keeps_model_norms = True
 
     def __init__(self, key, norm_cfg: Optional[dict] = None, **kwargs):
         keep_foreign_activations(kwargs, type(self).__name__, "torchvision's")
