@@ -100,7 +100,15 @@ def test_missing_coco_paths_are_listed_once():
         launch.check_dataset_folders(cfg)
     listed = str(err.value).split('not found: ')[1].split(']')[0]
     assert listed.count('val2017/') == 1 and listed.count('instances_val2017.json') == 1
-    assert 'docs/pretraining.md#data' in str(err.value)
+    assert 'see docs/mmdetection.md#training-and-testing;' in str(err.value)  # COCO's section
+
+
+def test_missing_imagenet_paths_point_to_the_imagenet_section():
+    cfg = config(osp.join(ROOT, 'configs', 'vovnet39_imagenet.py'))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = '/nonexistent/imagenet/'
+    with pytest.raises(FileNotFoundError, match='see docs/pretraining.md#data;'):
+        launch.check_dataset_folders(cfg)
 
 
 def test_each_runner_gets_its_own_visualizer(tmp_path):

@@ -1,4 +1,4 @@
-"""The backbone contract of DESIGN.md, run over every registered variant."""
+"""The backbone contract (docs/backbones.md#the-contract), run over every registered variant."""
 import pytest
 import torch
 from torch import nn

@@ -29,11 +29,20 @@ def test_the_verdict_needs_a_gain_beyond_the_spread():
 @pytest.mark.parametrize('argv, message', [
     (['--seeds', '1'], '--seeds 1: the spread needs at least 2 runs'),
     (['--jobs', '0'], '--jobs 0: at least 1'),
+    (['--pretrain-epochs', '1'], '--pretrain-epochs 1: at least 2 (a 1-epoch warmup, then the '
+                                 'cosine decay)'),
+    (['--detect-epochs', '0'], '--detect-epochs 0: at least 1'),
 ])
 def test_the_demo_refuses_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         demo.main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_the_minimum_pretraining_follows_the_configs_warmup():
+    from mmengine.config import Config
+    warmup = Config.fromfile(demo.CLS_CONFIG).param_scheduler[0]
+    assert warmup.type == 'LinearLR' and warmup.end == demo.PRETRAIN_WARMUP_EPOCHS
 
 
 def test_detector_runs_share_the_cores():

@@ -86,9 +86,15 @@ def test_url_and_open_mmlab_schemes_load_safely_from_the_cache(torch_home, tmp_p
 
 def test_home_relative_path(tmp_path, monkeypatch):
     monkeypatch.setenv('HOME', str(tmp_path))
+    saved = build_backbone('VoVNet-19-slim').state_dict()
+    torch.save(saved, tmp_path / 'w.pth')
     model = build_backbone('VoVNet-19-slim')
-    torch.save(model.state_dict(), tmp_path / 'w.pth')
-    load_weights(build_backbone('VoVNet-19-slim'), '~/w.pth')
+    # a fresh random init, so equality below means the file was read
+    assert not torch.equal(model.stem[0].conv.weight, saved['stem.0.conv.weight'])
+    load_weights(model, '~/w.pth')
+    assert_loaded(model, saved)
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        load_weights(build_backbone('VoVNet-19-slim'), '~/missing.pth')
 
 
 def test_list_init_cfg_is_strict_and_applies_the_others(tmp_path):

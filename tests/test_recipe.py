@@ -83,11 +83,33 @@ def test_optimizer_sgd_and_no_decay_on_norms(recipe, classifier):
                for g in wrapper.optimizer.param_groups)
 
 
+def scaled_lr(recipe, world_size: int) -> float:
+    """The lr after MMEngine's own ``Runner.scale_lr`` on the recipe's optimizer,
+    dataloader and ``auto_scale_lr``; the Runner's state that it reads is given
+    directly, since a whole Runner would build the ImageNet dataset."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MMLogger
+    from mmengine.optim import OptimWrapper
+    from mmengine.runner import Runner
+    optimizer = recipe.optim_wrapper.optimizer
+    sgd = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=optimizer.lr,
+                          momentum=optimizer.momentum)
+    wrapper = OptimWrapper(sgd)
+    state = SimpleNamespace(_train_dataloader=recipe.train_dataloader, world_size=world_size,
+                            logger=MMLogger.get_current_instance(),
+                            param_schedulers=recipe.param_scheduler)
+    Runner.scale_lr(state, wrapper, recipe.auto_scale_lr)
+    return wrapper.optimizer.param_groups[0]['lr']
+
+
 def test_batch_1024_as_512_x_2_with_lr_autoscaling(recipe):
     assert recipe.train_dataloader.batch_size == 512
     assert recipe.auto_scale_lr == dict(base_batch_size=1024, enable=True)
-    # MMEngine scales lr by (batch per GPU x GPUs) / base_batch_size
-    assert recipe.optim_wrapper.optimizer.lr * 512 * 2 / 1024 == 0.5
+    # the seed's lr 0.5 at 512 x 2 GPUs; other set-ups scale linearly
+    assert scaled_lr(recipe, world_size=2) == pytest.approx(0.5)
+    assert scaled_lr(recipe, world_size=1) == pytest.approx(0.25)
+    assert scaled_lr(recipe, world_size=8) == pytest.approx(2.0)
     assert recipe.train_cfg == dict(by_epoch=True, max_epochs=100, val_interval=1)
 
 

@@ -38,6 +38,9 @@ CLS_CONFIG = osp.join(ROOT, 'configs', 'demo', 'vovnet19slim_digits.py')
 DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'retinanet_vovnet19slim_digits.py')
 TARGET_TOP1 = 95.0
 QUICK = dict(pretrain_epochs=6, detect_epochs=3, seeds=2)
+#: the pretraining config's linear warmup; its cosine decay needs an epoch after it,
+#: or MMEngine's scheduler refuses (end not after begin) once the run has started
+PRETRAIN_WARMUP_EPOCHS = 1
 #: how often the detection stage reports progress while its runs train
 PROGRESS_EVERY_S = 30
 JOB_LOG = 'demo_job.log'
@@ -240,8 +243,10 @@ def main(argv=None) -> int:
     parser.add_argument('--fp32', action='store_true', help='turn mixed precision off')
     parser.add_argument('--jobs', type=int, help='detector runs side by side '
                         '(default: one per core torch uses here)')
-    parser.add_argument('--pretrain-epochs', type=int, help='pretraining schedule')
-    parser.add_argument('--detect-epochs', type=int, help='detection schedule')
+    parser.add_argument('--pretrain-epochs', type=int, help='pretraining schedule (at least '
+                        f'{PRETRAIN_WARMUP_EPOCHS + 1}: a {PRETRAIN_WARMUP_EPOCHS}-epoch '
+                        'warmup, then the cosine decay)')
+    parser.add_argument('--detect-epochs', type=int, help='detection schedule (at least 1)')
     args = parser.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
@@ -252,6 +257,12 @@ def main(argv=None) -> int:
         parser.error(f'--seeds {args.seeds}: the spread needs at least 2 runs')
     if args.jobs is not None and args.jobs < 1:
         parser.error(f'--jobs {args.jobs}: at least 1')
+    if args.pretrain_epochs is not None and args.pretrain_epochs < PRETRAIN_WARMUP_EPOCHS + 1:
+        parser.error(f'--pretrain-epochs {args.pretrain_epochs}: at least '
+                     f'{PRETRAIN_WARMUP_EPOCHS + 1} (a {PRETRAIN_WARMUP_EPOCHS}-epoch warmup, '
+                     'then the cosine decay)')
+    if args.detect_epochs is not None and args.detect_epochs < 1:
+        parser.error(f'--detect-epochs {args.detect_epochs}: at least 1')
     os.chdir(ROOT)  # configs name data/ relative to the repository
     from mmengine.config import Config
     detect_epochs = args.detect_epochs or Config.fromfile(DET_CONFIG).train_cfg.max_epochs
@@ -264,7 +275,7 @@ def main(argv=None) -> int:
     print(f'[demo] stage 1/2: pretrain VoVNet-19-slim on digits, {pretrain_epochs} epochs '
           f'in this process (MMEngine\'s log lines show its ETA)', flush=True)
     cls = pretrain(osp.join(args.work_dir, 'pretrain'), args.release, args.fp32,
-                   schedule(args.pretrain_epochs, 1, args.pretrain_epochs)
+                   schedule(args.pretrain_epochs, PRETRAIN_WARMUP_EPOCHS, args.pretrain_epochs)
                    if args.pretrain_epochs else [])
     print(f'[demo] pretraining done in {cls["minutes"]:.1f} min: top-1 {cls["top1"]:.2f} %; '
           f'published {cls["release"]}', flush=True)

@@ -1,5 +1,5 @@
-"""Training-side fixes and helpers for MMEngine runners (see DESIGN.md's list of
-known incompatibilities)."""
+"""Training-side fixes and helpers for MMEngine runners (docs/reliability.md says
+what each one protects against)."""
 from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
 from .hooks import (CheckpointNetworkHook, EpochSeedHook, UnreadableEvalImagesHook,
                     UnreadableImagesHook)

@@ -78,7 +78,8 @@ class OSAModule(nn.Module):
 class VoVNet(BaseBackbone):
     """VoVNet-19/39/57/99 (``slim=True`` for the narrow -19-slim).
 
-    V2 (default): residual + eSE in every OSA module. V1: ``residual=False,
+    V2 (default): eSE in every OSA module, and a residual in those whose input and
+    output channels match (none in VoVNet-19, 2 of 6 modules in -39). V1: ``residual=False,
     ese=False``. ``ese='last'``: eSE only in the last module of each stage (timm's
     ``ese_vovnet*b``). ``stem_stride=4``: the layout of vovnet-detectron2 and timm
     (see the module's docstring).
