@@ -166,7 +166,7 @@ def verify_cached(url: str, path: str, expected: Optional[str] = None) -> None:
     stat = os.stat(path)
     unchanged = record is not None and (record.get('size'), record.get('mtime_ns')) == (
         stat.st_size, stat.st_mtime_ns)
-    digest = record['sha256'] if unchanged else _file_sha256(path)
+    digest = record['sha256'] if unchanged else file_sha256(path)
     if expected and not digest.startswith(expected):
         raise DownloadError(
             f'{path}, the cached file of {url}, is not the published file: its SHA-256 is '
@@ -192,7 +192,8 @@ def verify_cached(url: str, path: str, expected: Optional[str] = None) -> None:
             UserWarning, stacklevel=3)
 
 
-def _file_sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MB chunks."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):

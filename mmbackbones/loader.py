@@ -19,7 +19,6 @@ Layers, bottom up, each importing only those below: ``checkpoint`` (reading,
 safety) and ``download``; ``weights`` (layouts, catalog); this module; the
 models; ``api``.
 """
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from torch import nn
 
 from .checkpoint import (PathLike, extract_state_dict, load_checkpoint, load_url,
                          normalize_prefix)
-from .download import expected_hash_prefix
+from .download import expected_hash_prefix, file_sha256
 from .errors import CheckpointError
 from .registry import MODELS
 from .weights import LAYOUTS, WRAPPER_PREFIXES, ConvertedWeights, Layout, match_layout
@@ -203,14 +202,6 @@ def backbone_of(model: nn.Module) -> Optional[nn.Module]:
 
 
 # -- caffe- vs pytorch-style ResNet ---------------------------------------------
-def _file_hash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def caffe_origin(source: Source) -> Optional[str]:
     """Why ``source`` is a caffe-style ResNet, or None: its name says so
     (``open-mmlab://...caffe``, ``*_caffe*``, ``*_msra*``), or it is one of the
@@ -219,7 +210,7 @@ def caffe_origin(source: Source) -> Optional[str]:
     if 'caffe' in name or '_msra' in name:
         return f'its name {source.name!r} says caffe-style'
     for digest in filter(None, (expected_hash_prefix(name),
-                                _file_hash(source.path) if source.path else None)):
+                                file_sha256(source.path) if source.path else None)):
         for prefix, published in CAFFE_RESNET_HASHES.items():
             if digest.startswith(prefix):
                 return f'it is {published} (SHA-256 {prefix}...)'
