@@ -576,8 +576,11 @@ def dataset_folders(cfg: Config) -> List[str]:
 def check_dataset_folders(cfg: Config) -> None:
     missing = [f for f in dataset_folders(cfg) if not osp.exists(f)]
     if missing:
+        # detection sets name an annotation file (COCO); class folders (ImageNet) do not
+        detection = any(ann for _, _, ann in dataset_sets(cfg))
+        docs = ('docs/mmdetection.md#training-and-testing' if detection
+                else 'docs/pretraining.md#data')
         raise FileNotFoundError(
             f'dataset path(s) not found: {missing}. Set data_root in the config (or '
             f'--cfg-options data_root=... train_dataloader.dataset.data_root=...), see '
-            f'docs/pretraining.md#data; the demo data is made by '
-            f'`python tools/make_demo_data.py`.')
+            f'{docs}; the demo data is made by `python tools/make_demo_data.py`.')
