@@ -7,10 +7,13 @@ import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop
 
 from ..checkpoint import load_checkpoint
 from ..loader import Source, backbone_of, load_source, network_record
 from ..registry import HOOKS
+from .finetune import OPTION as REINIT_OPTION
+from .finetune import fine_tune_keys
 
 
 def _seed_everything(seed: int) -> None:
@@ -135,12 +138,17 @@ class CheckpointNetworkHook(Hook):
     * ``load_from`` (``tools/test.py``, ``tools/train.py --load-from``) and
       ``resume``: a checkpoint whose keys or shapes do not fit the whole model,
       or whose recorded network differs, stops the run instead of MMEngine's
-      ``strict=False`` warnings and a run on random weights.
+      ``strict=False`` warnings and a run on random weights. A training run's
+      ``load_from`` leaves the tensors the config's ``load_from_reinit`` names
+      at their initialisation (fine-tuning to other classes, :mod:`.finetune`).
     """
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
         runner.load_checkpoint = partial(load_into_runner, runner)
+        if _reinit_names(runner) and not (runner._load_from or runner._resume):
+            runner.logger.warning(f'{REINIT_OPTION} is set but there is no load_from: '
+                                  f'nothing is loaded, every tensor is initialised')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         backbone = backbone_of(unwrap(runner.model))
@@ -156,6 +164,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
+def _reinit_names(runner):
+    return runner.cfg.get(REINIT_OPTION) if runner.cfg else None
+
+
 def load_into_runner(runner, filename: str, map_location='cpu', strict: bool = False,
                      revise_keys=None) -> dict:
     """``Runner.load_checkpoint`` through :func:`mmbackbones.load_weights`:
@@ -165,8 +177,12 @@ def load_into_runner(runner, filename: str, map_location='cpu', strict: bool = F
     checkpoint = load_checkpoint(filename, map_location)
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
     path = os.path.expanduser(filename)
-    load_source(unwrap(runner.model), Source(filename, checkpoint,
-                                             path if os.path.isfile(path) else None),
-                logger=runner.logger)
+    model, keep = unwrap(runner.model), ()
+    # a resumed run, or a test, holds the fine-tuned shapes: every tensor loads
+    if isinstance(runner._train_loop, BaseLoop) and not runner._resume:
+        keep = fine_tune_keys(model, checkpoint, _reinit_names(runner), filename,
+                              logger=runner.logger)
+    load_source(model, Source(filename, checkpoint, path if os.path.isfile(path) else None),
+                logger=runner.logger, keep=keep)
     runner._has_loaded = True
     return checkpoint
