@@ -405,8 +405,8 @@ def test_every_use_checks_the_file_against_its_published_or_recorded_hash(
                                     size=len(first), mtime_ns=os.stat(path).st_mtime_ns)
     # ... a file unchanged since (size and mtime) is not hashed again ...
     hashed = []
-    file_sha256 = download._file_sha256
-    monkeypatch.setattr(download, '_file_sha256', lambda p: hashed.append(p) or file_sha256(p))
+    file_sha256 = download.file_sha256
+    monkeypatch.setattr(download, 'file_sha256', lambda p: hashed.append(p) or file_sha256(p))
     assert torch.equal(load_checkpoint(url)['x'], torch.arange(4.0)) and hashed == []
     # ... and one altered later is an error naming both hashes; it is left for the user
     altered = saved({'x': torch.zeros(4)})
