@@ -10,9 +10,7 @@ import os
 import os.path as osp
 import re
 import sys
-import threading
 from contextlib import redirect_stdout
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -298,54 +296,29 @@ def test_release_and_runner_checkpoint_tell_their_input(tmp_path):
     assert check_config(cfg) is None
 
 
-class _Files(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, files):
-        super().__init__(('127.0.0.1', 0), _Handler)
-        self.files = files
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        body = self.server.files.get(self.path.lstrip('/'))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_convert_weights_records_a_named_files_input(tmp_path, monkeypatch):
     """tools/convert_weights.py NAME OUT: the release carries the catalog's input,
     and a config that loads it with another preprocessor is told."""
+    from local_files import serving
     from public_layouts import vovnet_detectron2_state
     monkeypatch.setenv('MMBACKBONES_WEIGHTS_DIR', str(tmp_path / 'cache'))
     for name in ('MMBACKBONES_OFFLINE', 'HF_HUB_OFFLINE'):
         monkeypatch.delenv(name, raising=False)
     buffer = io.BytesIO()
     torch.save(vovnet_detectron2_state(19), buffer)
-    server = _Files({'V-19-eSE.pth': buffer.getvalue()})
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     name = 'test-input/V-19-eSE'
-    catalog()[name] = WeightsEntry(
-        name, f'http://127.0.0.1:{server.server_address[1]}/V-19-eSE.pth', 'VoVNet',
-        dict(depth=19, stem_stride=4), 'vovnet-detectron2:V-19-eSE', 'test', 224,
-        DETECTRON2_BGR)
-    try:
-        sys.path.insert(0, osp.join(ROOT, 'tools'))
-        import convert_weights as tool
-        out = io.StringIO()
-        with redirect_stdout(out):
-            path = tool.main([name, str(tmp_path / 'v19.pth')])
-    finally:
-        catalog().pop(name)
-        server.shutdown()
+    with serving({'V-19-eSE.pth': buffer.getvalue()}) as server:
+        catalog()[name] = WeightsEntry(
+            name, server.url('V-19-eSE.pth'), 'VoVNet', dict(depth=19, stem_stride=4),
+            'vovnet-detectron2:V-19-eSE', 'test', 224, DETECTRON2_BGR)
+        try:
+            sys.path.insert(0, osp.join(ROOT, 'tools'))
+            import convert_weights as tool
+            out = io.StringIO()
+            with redirect_stdout(out):
+                path = tool.main([name, str(tmp_path / 'v19.pth')])
+        finally:
+            catalog().pop(name)
     assert 'trained on BGR, mean [103.53, 116.28, 123.675], std [1.0, 1.0, 1.0]' \
         in out.getvalue()
     assert torch.load(path, weights_only=True)['meta']['input'] == DETECTRON2_BGR.record()

@@ -9,9 +9,7 @@ import io
 import json
 import multiprocessing
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -24,55 +22,14 @@ from mmbackbones.checkpoint import load_checkpoint
 from mmbackbones.download import DownloadError, cache_dir, cache_path, fetch, published_hash
 from mmbackbones.registry import MODELS
 from mmbackbones.weights.catalog import WeightsEntry, catalog
+from local_files import serving
 from public_layouts import vovnet_detectron2_state
-
-
-class Files(ThreadingHTTPServer):
-    """``/name`` -> bytes; ``mode[name]``: 'truncate' (half the body under the
-    full Content-Length), 'stall' (headers, then silence), 'slow' (1 s before
-    answering). ``requests`` counts GETs per name."""
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(('127.0.0.1', 0), Handler)
-        self.files, self.mode, self.requests = {}, {}, {}
-        self.release = threading.Event()
-
-    def url(self, name: str) -> str:
-        return f'http://127.0.0.1:{self.server_address[1]}/{name}'
-
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        name = self.path.lstrip('/')
-        server = self.server
-        server.requests[name] = server.requests.get(name, 0) + 1
-        if name not in server.files:
-            self.send_error(404)
-            return
-        body, mode = server.files[name], server.mode.get(name)
-        if mode == 'slow':
-            time.sleep(1.0)
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        if mode == 'stall':
-            server.release.wait(30)
-            return
-        self.wfile.write(body[:len(body) // 2] if mode == 'truncate' else body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def server():
-    files = Files()
-    thread = threading.Thread(target=files.serve_forever, daemon=True)
-    thread.start()
-    yield files
-    files.release.set()
-    files.shutdown()
+    with serving() as files:
+        yield files
 
 
 @pytest.fixture
