@@ -133,6 +133,8 @@ def safe_load(path: PathLike, map_location: Union[str, torch.device, None] = 'cp
     if path.endswith('.safetensors'):
         return _load_safetensors(path, map_location)
     _check_torch_file(path)
+    if path.endswith(PICKLE_SUFFIX):
+        return _load_pickle(path)
     trusted = trusted_by_env()
     if trusted:
         _warn_trusted(path)
@@ -154,6 +156,58 @@ def _check_torch_file(path: str) -> None:
             f'{path} is not a checkpoint: torch.save writes a zip archive or a pickle, '
             f'and this file starts with {head!r}. Is it the right file (not a config, '
             f'a script or a partial download)?')
+
+
+#: Detectron2's model zoo format: a plain pickle of numpy arrays (``model_final_*.pkl``)
+PICKLE_SUFFIX = '.pkl'
+
+
+def _pickle_globals() -> Dict[str, object]:
+    """What a pickle of numpy arrays names, by its qualified name (NumPy 1 and 2)."""
+    allowed = {'collections.OrderedDict': __import__('collections').OrderedDict}
+    for item in _numpy_globals():
+        obj, name = item if isinstance(item, tuple) else (
+            item, f'{item.__module__}.{item.__qualname__}')
+        allowed[name] = obj
+    return allowed
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Plain containers and numpy arrays, nothing that could run code."""
+    allowed = _pickle_globals()
+
+    def find_class(self, module: str, name: str):
+        found = self.allowed.get(f'{module}.{name}')
+        if found is None:
+            raise pickle.UnpicklingError(f'{module}.{name} is not a numpy array type')
+        return found
+
+
+def _as_tensors(data):
+    if isinstance(data, np.ndarray):
+        return torch.from_numpy(data if data.flags.writeable else data.copy())
+    if isinstance(data, dict):
+        return type(data)((k, _as_tensors(v)) for k, v in data.items())
+    return data
+
+
+def _load_pickle(path: str) -> dict:
+    """A ``.pkl`` file of Detectron2's model zoo (``{'model': {name: array},
+    '__author__': ...}``, pickled with Python's ``pickle``), read with an
+    unpickler that builds numpy arrays and plain containers only (any pickle with
+    :data:`TRUSTED_ENV` set); the arrays become tensors."""
+    trusted = trusted_by_env()
+    if trusted:
+        _warn_trusted(path)
+    with _clear_errors(path), open(path, 'rb') as f:
+        try:
+            data = (pickle.Unpickler if trusted else _ArrayUnpickler)(f, encoding='latin1').load()
+        except (EOFError, ValueError, TypeError) as err:
+            raise CheckpointError(f'cannot read checkpoint {path} (truncated, or not a '
+                                  f'pickle of arrays?): {err}') from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f'{path} holds a {type(data).__name__}, not a dict of weights')
+    return _as_tensors(data)
 
 
 def _load_safetensors(path: str, map_location) -> dict:

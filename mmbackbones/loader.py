@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import os.path as osp
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -35,7 +36,8 @@ from .checkpoint import (PathLike, extract_state_dict, load_checkpoint, load_url
 from .download import expected_hash_prefix, file_sha256
 from .errors import CheckpointError
 from .registry import MODELS
-from .weights import LAYOUTS, WRAPPER_PREFIXES, ConvertedWeights, Layout, match_layout
+from .weights import (ALL_CONSTANTS, LAYOUTS, WRAPPER_PREFIXES, ConvertedWeights, Layout,
+                      match_layout)
 from .weights.catalog import (CAFFE_RESNET_HASHES, SCHEME, WeightsEntry, is_name, lookup,
                               strip_scheme)
 
@@ -189,16 +191,36 @@ def _describe(model: nn.Module) -> str:
     return type(model).__name__
 
 
-def backbone_of(model: nn.Module) -> Optional[nn.Module]:
-    """The backbone of ours in a model: itself, or a detector's/classifier's
-    ``backbone`` (Detectron2's ``backbone.bottom_up.body`` too)."""
-    for path in ('', 'backbone', 'backbone.bottom_up.body', 'backbone.body'):
+#: where a model keeps a backbone of ours: itself, a detector's/classifier's
+#: ``backbone``, Detectron2's ``backbone.bottom_up.body`` (under an FPN) or ``backbone.body``
+BACKBONE_PATHS = ('', 'backbone', 'backbone.bottom_up.body', 'backbone.body')
+
+
+def backbone_path(model: nn.Module) -> Optional[str]:
+    """The state-dict prefix of the backbone of ours in ``model`` (``''`` when
+    ``model`` is one, ``'backbone.'``, ``'backbone.bottom_up.body.'``), or None."""
+    for path in BACKBONE_PATHS:
         module = model
         for part in filter(None, path.split('.')):
             module = getattr(module, part, None)
         if module is not None and hasattr(module, 'arch_args'):
-            return module
+            return path + '.' if path else ''
     return None
+
+
+def backbone_of(model: nn.Module) -> Optional[nn.Module]:
+    """The backbone of ours in a model: itself, or a detector's/classifier's
+    ``backbone`` (Detectron2's ``backbone.bottom_up.body`` too)."""
+    path = backbone_path(model)
+    return None if path is None else model.get_submodule(path.rstrip('.'))
+
+
+def check_entry(model: nn.Module, entry: WeightsEntry, what: str) -> None:
+    """A named file loads only into the network it holds: ``model``'s backbone
+    (or ``model``, a backbone) must be ``entry``'s, argument by argument."""
+    backbone = backbone_of(model)
+    check_network(model if backbone is None else backbone, entry.type,
+                  network(entry.type, entry.kwargs).arch_args(), what=f'{what} ({entry.url})')
 
 
 # -- caffe- vs pytorch-style ResNet ---------------------------------------------
@@ -219,22 +241,35 @@ def caffe_origin(source: Source) -> Optional[str]:
 
 def refuse_caffe(model: nn.Module, source: Source, layout: Optional[str]) -> Optional[str]:
     """A ResNet file is caffe- or pytorch-style by what its source names; a
-    caffe-style one is an error (no network of ours computes it). Returns the
-    layout the file is taken as."""
+    caffe-style one loads only into a ``style='caffe'`` network. Returns the
+    layout the file is taken as (None: its keys tell)."""
     if type(model).__name__ not in RESNET_TYPES or source.recorded_network or source.entry:
         return layout
     if layout == PYTORCH_LAYOUT:
         return None
     why = 'layout=\'caffe\' was given' if layout == CAFFE_LAYOUT else caffe_origin(source)
-    if why:
+    if why and getattr(model, 'style', 'pytorch') != 'caffe':
         raise CheckpointError(
             f'{source.name} is a caffe-style ResNet ({why}): the stride sits on the first '
-            f'1x1 conv of each downsampling block and the input is BGR 0-255, while '
+            f'1x1 conv of each downsampling block and the input is BGR 0-255, while this '
             f"{type(model).__name__} is torchvision's (pytorch-style) network, with the same "
-            f'keys and shapes. Loading it would compute other features. Use MMDetection\'s '
-            f"ResNet(style='caffe') for it; if the file is in fact pytorch-style, pass "
-            f"layout='pytorch'.")
-    return layout
+            f'keys and shapes. Loading it would compute other features. Build '
+            f"{type(model).__name__}(style='caffe') (or MMDetection's ResNet(style='caffe')) "
+            f"for it; if the file is in fact pytorch-style, pass layout='pytorch'.")
+    return None if layout == CAFFE_LAYOUT else layout
+
+
+def _network_of(converted: ConvertedWeights, model: nn.Module,
+                entry: Optional[WeightsEntry]) -> ConvertedWeights:
+    """The network a converted file holds: a named file's, else its layout's; a
+    ResNet layout with torchvision's keys does not tell the style, which
+    :func:`refuse_caffe` settled: the model's."""
+    if entry is not None:
+        converted.type, converted.kwargs = entry.type, dict(entry.kwargs)
+    elif (converted.type in RESNET_TYPES and 'style' not in converted.kwargs
+          and getattr(model, 'style', 'pytorch') != 'pytorch'):
+        converted.kwargs = dict(converted.kwargs, style=model.style)
+    return converted
 
 
 # -- loading ---------------------------------------------------------------------
@@ -255,12 +290,15 @@ def load_weights(model: nn.Module, checkpoint: Union[PathLike, dict],
 
     ``model`` may be a backbone or a whole detector/classifier; the network a
     file records (``meta.backbone``) or implies (a public layout) must be the
-    model's backbone, argument by argument.
+    model's backbone, argument by argument. A whole detector's file whose
+    backbone is in a public layout (MMDetection's, Detectron2's or
+    vovnet-detectron2's COCO detectors, :mod:`mmbackbones.weights.detectors`)
+    loads into a detector of ours: the backbone's part converted, every other
+    tensor by name, strictly.
     """
     if isinstance(checkpoint, str) and (checkpoint.startswith(SCHEME) or is_name(checkpoint)):
-        entry = lookup(checkpoint)  # a named file for another network: refused before fetching
-        check_network(model, entry.type, network(entry.type, entry.kwargs).arch_args(),
-                      what=f'{strip_scheme(checkpoint)} ({entry.url})')
+        # a named file for another network: refused before fetching
+        check_entry(model, lookup(checkpoint), strip_scheme(checkpoint))
     return load_source(model, read_source(checkpoint, map_location), prefix, layout, logger)
 
 
@@ -271,35 +309,63 @@ def load_source(model: nn.Module, source: Source, prefix: Optional[str] = None,
     """:func:`load_weights` of a checkpoint already read (a Runner's). ``keep``:
     tensors of the model that keep their values, whatever the file holds for
     them (``load_from_reinit``, :mod:`mmbackbones.engine.finetune`)."""
+    at = backbone_path(model)
     backbone = backbone_of(model)
+    target = model if backbone is None else backbone  # what a file's network must be
     recorded = source.recorded_network
     if recorded and backbone is not None:
         check_network(backbone, *recorded_arch(recorded), what=source.name)
-    entry = source.entry
-    if entry is not None:
-        check_network(model, entry.type, network(entry.type, entry.kwargs).arch_args(),
-                      what=f'{source.name} ({entry.url})')
+    entry = source.entry or (lookup(source.name) if is_name(source.name) else None)
+    if entry is not None:  # a named file (load_from='mmbackbones://...' too)
+        check_entry(model, entry, source.name)
         layout = layout or entry.layout
         prefix = None  # the entry knows its file: no prefix to select
     state_dict = _without_wrapper(_tensors(extract_state_dict(source.checkpoint)))
     prefix = normalize_prefix(prefix)
-    layout = refuse_caffe(model, source, layout)
+    layout = refuse_caffe(target, source, layout)
     if layout in (None, PYTORCH_LAYOUT):
         try:
             selected = _select_prefix(state_dict, prefix, source.name) if prefix else state_dict
             return _load_exactly(model, selected, source.name, prefix, logger, keep=keep)
         except CheckpointError as mismatch:
-            converted = None if (entry or recorded or keep) else _public_layout(
+            converted = None if (entry or recorded) else _public_layout(
                 model, state_dict, source.name)
             if converted is None:
                 raise _with_prefix_hint(mismatch, state_dict, prefix) from None
     else:
         converted = match_layout(state_dict, layout_shapes, layout=layout, name=source.name)
-    check_network(model, converted.type, network(converted.type, converted.kwargs).arch_args(),
+    converted = _network_of(converted, target, entry)
+    check_network(target, converted.type, network(converted.type, converted.kwargs).arch_args(),
                   what=f'{source.name} ({converted.source} layout)')
+    if at:  # a whole detector or classifier of ours
+        return _load_whole(model, at, converted, state_dict, source.name, logger, keep)
     return _load_exactly(model, converted.state_dict, source.name, None, logger,
                          note=f'converted from the {converted.source} layout',
                          set_aside=converted.set_aside, layout=converted.source)
+
+
+def _load_whole(model: nn.Module, at: str, converted: ConvertedWeights,
+                state_dict: Dict[str, torch.Tensor], source: str, logger,
+                keep: Sequence[str]) -> LoadReport:
+    """A whole model's file whose backbone is in a public layout: the backbone's
+    part (converted, under ``at``) and every other tensor by its own name, all
+    strictly; only the framework's constants (:data:`ALL_CONSTANTS`: Detectron2's
+    pixel statistics and anchors) are set aside, as the framework does."""
+    if not converted.outside:
+        raise CheckpointError(
+            f'{source} holds only a {converted.type} backbone ({converted.source} layout), '
+            f'not a whole {type(model).__name__}: its other tensors would stay random. '
+            f"Load it into the backbone (init_cfg=dict(type='Pretrained', checkpoint=...) of "
+            f"the backbone's config, or load_weights(model.{at.rstrip('.')}, ...)).")
+    ours = model.state_dict()
+    constants = [k for k in converted.outside if k not in ours
+                 and any(re.fullmatch(p, k) for p in ALL_CONSTANTS)]
+    whole = {at + k: v for k, v in converted.state_dict.items()}
+    whole.update({k: state_dict[k] for k in converted.outside if k not in constants})
+    head = [k for k in converted.set_aside if k not in converted.outside]
+    return _load_exactly(model, whole, source, None, logger, keep=keep,
+                         note=f'its backbone converted from the {converted.source} layout',
+                         set_aside=head + constants, layout=converted.source)
 
 
 def _tensors(state_dict: dict) -> Dict[str, torch.Tensor]:
@@ -461,5 +527,5 @@ def _preview(keys: List[str], limit: int = 8) -> str:
     return f'[{shown}{", ..." if len(keys) > limit else ""}]'
 
 
-__all__ = ['LoadReport', 'load_weights', 'read_source', 'check_network', 'convert',
+__all__ = ['LoadReport', 'load_weights', 'read_source', 'check_network', 'check_entry', 'convert',
            'split_pretrained', 'load_pretrained_cfg', 'install', 'network']

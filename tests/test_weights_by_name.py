@@ -240,9 +240,9 @@ def test_the_catalog_lists_real_public_addresses():
     assert tv.cache_name() == download.cache_name(tv.url) == 'resnet50-0676ba61.pth'
     assert published_hash(tv.url) == '0676ba61'
     assert published_hash(names['mmdet/darknet53'].url) == 'a628ea1b'
-    for entry in names.values():  # Dropbox and the Hub publish none: recorded at first download
-        assert entry.sha256 or published_hash(entry.url) or entry.source in (
-            'vovnet-detectron2', 'timm'), entry.name
+    for entry in names.values():  # Dropbox, the Hub and Detectron2's model zoo publish none:
+        assert entry.sha256 or published_hash(entry.url) or entry.source in (  # recorded at
+            'vovnet-detectron2', 'timm', 'detectron2'), entry.name  # the first download
     assert names['timm/ese_vovnet39b.ra_in1k'].url == (
         'https://huggingface.co/timm/ese_vovnet39b.ra_in1k/resolve/main/model.safetensors')
     assert cache_dir().endswith(os.path.join('hub', 'checkpoints')) or \

@@ -26,8 +26,11 @@ def print_list(layouts, entries) -> None:
     print('Public weights by name (weights=NAME, checkpoint=\'mmbackbones://NAME\'):')
     for name, entry in sorted(entries.items()):
         norm = entry.normalization  # the one record of each file's input
-        print(f'  {name}\n      network: {entry.config()}\n'
-              f'      top-1: {entry.top1} at {entry.resolution} px\n'
+        what = (f'      detector: {entry.detector} ({entry.framework}), its backbone: '
+                f'{entry.config()}\n      configs: {", ".join(entry.configs)}\n'
+                f'      licence: {entry.licence}\n' if entry.is_detector else
+                f'      network: {entry.config()}\n')
+        print(f'  {name}\n{what}      {entry.published()}\n'
               f'      input: {norm.label}: {norm.describe()} ({norm.source})\n'
               f'      {entry.url}')
     print('\nKey layouts recognised in files (--layout NAME):')

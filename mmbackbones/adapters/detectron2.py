@@ -20,6 +20,7 @@ from typing import Dict, Optional, Sequence
 
 try:
     from detectron2.checkpoint import DetectionCheckpointer
+    from fvcore.common.checkpoint import _IncompatibleKeys
     from detectron2.config import CfgNode
     from detectron2.layers import ShapeSpec
     from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -34,9 +35,12 @@ except ImportError as err:  # pragma: no cover - exercised where Detectron2 is a
 import torch
 
 from ..api import build_backbone
+from ..checkpoint import PICKLE_SUFFIX, safe_load
+from ..download import fetch
 from ..errors import CheckpointError
 from ..input_check import check_detectron2_config
-from ..loader import LoadReport, load_weights
+from ..loader import LoadReport, Source, check_entry, load_source, load_weights
+from ..weights.catalog import SCHEME, is_name, lookup, strip_scheme
 from ..models.base import BaseBackbone
 from .naming import (deepest_feature, feature_levels, freeze_at_to_frozen_stages,
                      norm_cfg_from_detectron2, output_shapes, size_divisibility)
@@ -177,13 +181,63 @@ def load_pretrained(model: torch.nn.Module, checkpoint: str,
 
 class StrictDetectionCheckpointer(DetectionCheckpointer):
     """Detectron2's checkpointer (``MODEL.WEIGHTS``, ``--resume``, ``--eval-only``),
-    except that every tensor of the mmbackbones backbone must load. Detectron2 only
-    logs the keys it could not load, so a file in another key layout (e.g.
-    ``convert_to_detectron2.py --arch plain`` for an FPN model) would leave the
-    backbone randomly initialised without an error. The heads keep Detectron2's
-    rule: a file with only a backbone (an ImageNet file) leaves them as built."""
+    except that
+
+    * every tensor of the mmbackbones backbone must load. Detectron2 only logs the
+      keys it could not load, so a file in another key layout (e.g.
+      ``convert_to_detectron2.py --arch plain`` for an FPN model) would leave the
+      backbone randomly initialised without an error. The heads of a file in our
+      keys keep Detectron2's rule: a file with only a backbone (an ImageNet file)
+      leaves them as built;
+    * a whole detector whose backbone is in a public layout (Detectron2's and
+      vovnet-detectron2's model zoo files: ``backbone.bottom_up.<their keys>``)
+      loads through :func:`mmbackbones.load_weights`: the backbone's part
+      converted (its network checked), every other tensor by name, strictly;
+    * ``MODEL.WEIGHTS`` may name a public file (``mmbackbones://<name>``, or the
+      name alone): downloaded once into the weights cache, checked, refused before
+      the download when it holds another network;
+    * files are read safely: ``.pth`` with ``weights_only`` and the allow-list,
+      the model zoo's ``.pkl`` with an unpickler of numpy arrays only.
+    """
+
+    _entry = None  # the catalog entry of the named file being loaded
+    _name = None
+
+    def load(self, path, *args, **kwargs):
+        self._entry, self._name = None, path
+        try:
+            if isinstance(path, str) and (path.startswith(SCHEME) or is_name(path)):
+                self._entry = lookup(path)
+                check_entry(_unwrap(self.model), self._entry, strip_scheme(path))  # before fetching
+                path = fetch(self._entry.url, self._entry.cache_name(), self._entry.sha256)
+            return super().load(path, *args, **kwargs)
+        finally:
+            self._entry = self._name = None
+
+    def _load_file(self, filename: str) -> dict:
+        if not filename.endswith(PICKLE_SUFFIX):
+            return super()._load_file(filename)  # its query handling; reads by _torch_load
+        data = safe_load(filename)
+        if 'model' in data and '__author__' in data:  # Detectron2's model zoo format
+            return data
+        # Caffe2 / Detectron1 files, as Detectron2 reads them (name-matching heuristics)
+        data = data.get('blobs', data)
+        return {'model': {k: v for k, v in data.items() if not k.endswith('_momentum')},
+                '__author__': 'Caffe2', 'matching_heuristics': True}
+
+    def _torch_load(self, f: str) -> dict:
+        return safe_load(f)
 
     def _load_model(self, checkpoint: dict):
+        model = _unwrap(self.model)
+        ours = _backbone_prefix(model)
+        if ours is not None and not checkpoint.get('matching_heuristics') and (
+                self._entry is not None or _foreign_backbone(checkpoint['model'], ours)):
+            self._convert_ndarray_to_tensor(checkpoint['model'])
+            load_source(model, Source(
+                self._name or '<checkpoint>', {'model': checkpoint.pop('model')},
+                entry=self._entry), logger=self.logger)
+            return _IncompatibleKeys(missing_keys=[], unexpected_keys=[], incorrect_shapes=[])
         incompatible = super()._load_model(checkpoint)
         prefix = _backbone_prefix(self.model)
         if prefix is None:  # no mmbackbones backbone: Detectron2's own rules
@@ -204,6 +258,18 @@ class StrictDetectionCheckpointer(DetectionCheckpointer):
                 + '. Convert a backbone file with tools/convert_to_detectron2.py '
                 "--arch fpn (FPN builders) or --arch plain (build_mmbackbones_backbone).")
         return incompatible
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _foreign_backbone(state_dict: Dict[str, object], prefix: str) -> bool:
+    """Whether a file holds the backbone under the FPN's ``bottom_up.`` in
+    another layout than ours (``<prefix>`` = ``backbone.bottom_up.body.``)."""
+    parent = prefix[:-len('body.')] if prefix.endswith('.body.') else None
+    return bool(parent) and not any(k.startswith(prefix) for k in state_dict) and any(
+        k.startswith(parent) for k in state_dict)
 
 
 def _backbone_prefix(model: torch.nn.Module) -> Optional[str]:

@@ -130,34 +130,61 @@ def last_conv_channels(module: nn.Module) -> int:
     return convs[-1].out_channels
 
 
+#: where a bottleneck block's stride sits: torchvision's (and MMDetection's
+#: ``style='pytorch'``) 3x3 conv, or the first 1x1 conv of MSRA's original
+#: networks (MMDetection's ``style='caffe'``, Detectron2's ``STRIDE_IN_1X1``)
+RESNET_STYLES = ('pytorch', 'caffe')
+
+
+class ResNetFamily(TorchvisionPort):
+    """torchvision's ResNets, with the stride of a downsampling bottleneck on its
+    3x3 conv (``style='pytorch'``) or on its first 1x1 conv (``style='caffe'``:
+    the network of Detectron2's model zoo and MMDetection's ``*-caffe`` detectors;
+    the same keys and shapes)."""
+
+    def __init__(self, depth: int = 50, style: str = 'pytorch', **kwargs):
+        if style not in RESNET_STYLES:
+            raise ValueError(f'style={style!r} is not a ResNet style; valid: {RESNET_STYLES}')
+        self.style = style
+        super().__init__(depth, **kwargs)
+
+    @property
+    def arch_arg_names(self) -> Tuple[str, ...]:
+        return (self.arch_arg, 'style')
+
+    def build_levels(self) -> List[Level]:
+        levels = super().build_levels()
+        if self.style == 'caffe':
+            blocks = [m for level in levels for m in level.module.modules()
+                      if isinstance(m, tvm.resnet.Bottleneck)]
+            if not blocks:
+                raise ValueError(f"style='caffe' moves a bottleneck's stride to its first 1x1 "
+                                 f'conv; {type(self).__name__}-{self.depth} has basic blocks '
+                                 f"(no 1x1 conv): use style='pytorch'")
+            for block in blocks:
+                block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
+        return levels
+
+
 @register_backbone
-class ResNet(TorchvisionPort):
+class ResNet(ResNetFamily):
     """torchvision ResNet-18/34/50/101/152."""
     arch_settings = _resnets({d: f'resnet{d}' for d in (18, 34, 50, 101, 152)})
     variant_names = {d: f'ResNet-{d}' for d in arch_settings}
 
-    def __init__(self, depth: int = 50, **kwargs):
-        super().__init__(depth, **kwargs)
-
 
 @register_backbone
-class ResNeXt(TorchvisionPort):
+class ResNeXt(ResNetFamily):
     """torchvision ResNeXt-50 (32x4d) / ResNeXt-101 (32x8d)."""
     arch_settings = _resnets({50: 'resnext50_32x4d', 101: 'resnext101_32x8d'})
     variant_names = {50: 'ResNeXt-50-32x4d', 101: 'ResNeXt-101-32x8d'}
 
-    def __init__(self, depth: int = 50, **kwargs):
-        super().__init__(depth, **kwargs)
-
 
 @register_backbone
-class WideResNet(TorchvisionPort):
+class WideResNet(ResNetFamily):
     """torchvision Wide ResNet-50-2 / Wide ResNet-101-2."""
     arch_settings = _resnets({50: 'wide_resnet50_2', 101: 'wide_resnet101_2'})
     variant_names = {50: 'WideResNet-50-2', 101: 'WideResNet-101-2'}
-
-    def __init__(self, depth: int = 50, **kwargs):
-        super().__init__(depth, **kwargs)
 
 
 @register_backbone

@@ -1,10 +1,12 @@
-"""Public ImageNet checkpoints of our networks, in their own key layouts.
+"""Public checkpoints of our networks, in their own key layouts: ImageNet
+backbones, and the backbones of whole COCO detectors (:mod:`.detectors`).
 
 :func:`match_layout` recognises a state dict's layout (or takes one by name)
 and returns the backbone type and arguments that rebuild the source's network,
-with the weights in our keys. Each source is a table of rules in its own module;
-:mod:`.catalog` names the public files. Nothing here builds a network: the
-loader above (:mod:`mmbackbones.loader`) passes the shapes in.
+with the weights in our keys (a detector's other keys listed apart). Each source
+is a table of rules in its own module; :mod:`.catalog` names the public files.
+Nothing here builds a network: the loader above (:mod:`mmbackbones.loader`)
+passes the shapes in.
 """
 import copy
 from dataclasses import dataclass, field
@@ -14,11 +16,13 @@ import torch
 
 from ..errors import CheckpointError
 from ..registry import MODELS
-from . import openmmlab, timm, vovnet_detectron2
+from . import detectron2, openmmlab, timm, vovnet_detectron2
+from .detectors import ALL_CONSTANTS, DETECTORS
+from .entry import DetectorEntry, WeightsEntry
 from .layout import Layout
 
 LAYOUTS: Dict[str, Layout] = {layout.name: layout for layout in (
-    *timm.LAYOUTS, *openmmlab.LAYOUTS, *vovnet_detectron2.LAYOUTS)}
+    *timm.LAYOUTS, *openmmlab.LAYOUTS, *vovnet_detectron2.LAYOUTS, *detectron2.LAYOUTS)}
 
 #: prefixes of whole-model wrappers, stripped when every key has one
 WRAPPER_PREFIXES = ('module.', )
@@ -37,6 +41,9 @@ class ConvertedWeights:
     state_dict: Dict[str, torch.Tensor]
     set_aside: List[str] = field(default_factory=list)
     filled: List[str] = field(default_factory=list)
+    #: keys of a whole model's file outside its backbone (a detector's neck and
+    #: heads), in ``set_aside`` too: what a whole model loads by name
+    outside: List[str] = field(default_factory=list)
 
     def build(self, **overrides) -> torch.nn.Module:
         """The backbone with these weights (``overrides``: e.g. ``out_indices``)."""
@@ -124,6 +131,7 @@ def match_layout(state_dict: Dict[str, torch.Tensor], shapes: Shapes,
             f'Closest: {details}')
     converted = found[0]
     converted.set_aside = outside + converted.set_aside
+    converted.outside = outside
     return converted
 
 
@@ -131,4 +139,5 @@ def _preview(items: List[str], limit: int = 4) -> str:
     return '[' + ', '.join(items[:limit]) + (', ...' if len(items) > limit else '') + ']'
 
 
-__all__ = ['ConvertedWeights', 'LAYOUTS', 'Layout', 'match_layout', 'select_backbone']
+__all__ = ['ConvertedWeights', 'LAYOUTS', 'Layout', 'match_layout', 'select_backbone',
+           'DETECTORS', 'ALL_CONSTANTS', 'DetectorEntry', 'WeightsEntry']

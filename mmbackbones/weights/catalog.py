@@ -1,5 +1,6 @@
-"""Public ImageNet weights by name: where each file lives, which of our networks
-computes it, its published top-1 and the input it expects.
+"""Public weights by name: where each file lives, which of our networks computes
+it, what its source publishes of it and the input it expects. ImageNet backbone
+files here; whole COCO detectors in :mod:`.detectors` (:class:`DetectorEntry`).
 
 A name is ``'<source>/<file>'`` (``'vovnet-detectron2/V-39-eSE'``,
 ``'timm/ese_vovnet39b.ra_in1k'``, ``'torchvision/ResNet50_Weights.IMAGENET1K_V2'``)
@@ -7,11 +8,11 @@ and may be written ``'mmbackbones://<name>'`` wherever MMEngine takes a checkpoi
 (the scheme is registered with its ``CheckpointLoader``). torchvision's entries
 come from torchvision's own weight tables, with its addresses and hashes.
 """
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-from ..download import readable_name
 from ..errors import CheckpointError
+from .detectors import DETECTORS
+from .entry import DetectorEntry, WeightsEntry
 from .input_format import (DARKNET_RGB, DETECTRON2_BGR, HALF_RGB, IMAGENET_RGB,
                            IMAGENET_RGB_255, InputFormat)
 
@@ -26,58 +27,6 @@ CAFFE_RESNET_HASHES = {
     '3ad79236': 'open-mmlab://detectron/resnet101_caffe',
     '6cc46731': 'open-mmlab://detectron2/resnet101_caffe',
 }
-
-
-@dataclass(frozen=True)
-class WeightsEntry:
-    """One public file.
-
-    Args:
-        name: ``'<source>/<file>'``.
-        url: the source's own public address.
-        type, kwargs: our backbone that computes exactly the source's network.
-        layout: the key layout (:data:`mmbackbones.weights.LAYOUTS`), or None
-            when the file has the network's own keys (torchvision's ports).
-        top1: published ImageNet top-1 (%) and where it is published.
-        resolution: the evaluation crop it was published at.
-        normalization: the input it was trained on (an
-            :class:`~.input_format.InputFormat`: :data:`IMAGENET_RGB`,
-            :data:`DETECTRON2_BGR`, ...), which the input check compares with a
-            config's data preprocessor.
-        filename: its name in the cache (the URL's last part by default).
-        default: the source's recommended file for this network.
-        sha256: the file's SHA-256 (or a prefix), where the source publishes one
-            outside the file's name (torchvision's and OpenMMLab's names carry
-            theirs, :func:`mmbackbones.download.published_hash`). Without one,
-            the hash of the first download is recorded and checked on every use.
-    """
-    name: str
-    url: str
-    type: str
-    kwargs: Dict
-    layout: Optional[str]
-    top1: str
-    resolution: int
-    normalization: InputFormat = IMAGENET_RGB
-    filename: Optional[str] = None
-    default: bool = True
-    sha256: Optional[str] = None
-
-    @property
-    def source(self) -> str:
-        return self.name.split('/', 1)[0]
-
-    @property
-    def tag(self) -> str:
-        return self.name.split('/', 1)[1]
-
-    def cache_name(self) -> str:
-        """Its name in the cache: readable, since the catalog's names are unique."""
-        return self.filename or readable_name(self.url)
-
-    def config(self) -> str:
-        args = ', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())
-        return f"dict(type='mmbackbones.{self.type}', {args})"
 
 
 def _vovnet_detectron2() -> List[WeightsEntry]:
@@ -165,7 +114,7 @@ _CATALOG: Dict[str, WeightsEntry] = {}
 def catalog() -> Dict[str, WeightsEntry]:
     """Every named file, by name."""
     if not _CATALOG:
-        for entry in (*_vovnet_detectron2(), *TIMM, *OPENMMLAB, *_torchvision()):
+        for entry in (*_vovnet_detectron2(), *TIMM, *OPENMMLAB, *_torchvision(), *DETECTORS):
             _CATALOG[entry.name] = entry
     return _CATALOG
 
@@ -195,14 +144,15 @@ def for_network(choice: str, type_: str, matches) -> WeightsEntry:
     choice = strip_scheme(choice)
     if choice in catalog():
         return catalog()[choice]
-    fitting = [e for e in catalog().values() if e.type == type_ and matches(e)]
+    backbones = [e for e in catalog().values() if not e.is_detector]
+    fitting = [e for e in backbones if e.type == type_ and matches(e)]
     chosen = [e for e in fitting if choice in (e.source, e.tag)
               or e.tag.endswith('.' + choice)]
     if len(chosen) > 1:
         chosen = [e for e in chosen if e.default] or chosen
     if len(chosen) == 1:
         return chosen[0]
-    others = [e.name for e in catalog().values() if e.type == type_ and e not in fitting]
+    others = [e.name for e in backbones if e.type == type_ and e not in fitting]
     raise CheckpointError(
         f'weights={choice!r}: ' + (
             f'several files fit {[e.name for e in chosen]}; name one' if chosen else

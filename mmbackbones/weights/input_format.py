@@ -123,6 +123,22 @@ DARKNET_RGB = InputFormat(
     "MMDetection's YOLOv3 configs (yolov3_d53_8xb8-ms-608-273e_coco.py data_preprocessor: "
     'mean 0, std 255, bgr_to_rgb=True)')
 
+# COCO detectors' input (mmbackbones.weights.detectors)
+MMDET_RGB = InputFormat(
+    'RGB', '0-255', (123.675, 116.28, 103.53), (58.395, 57.12, 57.375),
+    'RGB, ImageNet mean/std',
+    "MMDetection's R-50 detector configs (_base_/models/retinanet_r50_fpn.py, "
+    'faster-rcnn_r50_fpn.py data_preprocessor: bgr_to_rgb=True)')
+MMDET_CAFFE_BGR = InputFormat(
+    'BGR', '0-255', (103.53, 116.28, 123.675), (1.0, 1.0, 1.0),
+    "BGR 0-255, Detectron2's mean, std 1",
+    "MMDetection's caffe-style R-50 configs (fcos_r50-caffe_fpn_gn-head-center-normbbox-"
+    'centeronreg-giou_1x_coco.py data_preprocessor: bgr_to_rgb=False)')
+DETECTRON_BGR = InputFormat(
+    'BGR', '0-255', (102.9801, 115.9465, 122.7717), (1.0, 1.0, 1.0),
+    "BGR 0-255, Detectron (v1)'s mean, std 1",
+    "MMDetection's fcos_r50-caffe_fpn_gn-head_1x_coco.py data_preprocessor (Detectron's "
+    'caffe R-50 statistics)')
 
 # -- the frameworks' settings in the same terms ------------------------------------
 #: what an MMEngine image preprocessor does without mean/std: no normalization

@@ -71,3 +71,16 @@ convnext_tiny = _timm('convnext_tiny', 'in12k_ft_in1k')
 convnext_tiny_channels = [96, 192, 384, 768]
 regnety_016 = _timm('regnety_016', 'tv2_in1k')
 regnety_016_channels = [48, 120, 336, 888]
+
+# torchvision's ResNet-50 (this package's port): the network of MMDetection's pytorch-style
+# R-50 detectors, from torchvision's ImageNet file as their configs start
+resnet50_mmdet = dict(detection_defaults, type='mmbackbones.ResNet', depth=50,
+                      init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50'))
+resnet_channels = [256, 512, 1024, 2048]
+# the caffe-style ResNet-50 (stride on the first 1x1 conv) of MMDetection's *-caffe
+# detectors; their norms never train (MMDetection's BN requires_grad=False: FrozenBN)
+resnet50_caffe_mmdet = dict(resnet50_mmdet, style='caffe', norm_cfg=dict(type='FrozenBN'),
+                            init_cfg=dict(type='Pretrained',
+                                          checkpoint='open-mmlab://detectron/resnet50_caffe'))
+resnet50_caffe_d2_mmdet = dict(resnet50_caffe_mmdet, init_cfg=dict(
+    type='Pretrained', checkpoint='open-mmlab://detectron2/resnet50_caffe'))
