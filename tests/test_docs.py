@@ -370,9 +370,13 @@ def make_data(name: str, root: str) -> None:
 
 
 def run_env() -> Dict[str, str]:
+    import torch
     venv_bin = osp.dirname(sys.executable)
+    # a block's tools get this worker's share of the cores (tests/conftest.py): a
+    # 2-thread process beside another busy worker stalls at every OpenMP barrier
     return {**os.environ, 'PATH': venv_bin + os.pathsep + os.environ.get('PATH', ''),
-            'PYTHONPATH': ROOT, 'OMP_NUM_THREADS': '2', 'MPLBACKEND': 'Agg'}
+            'PYTHONPATH': ROOT, 'OMP_NUM_THREADS': str(torch.get_num_threads()),
+            'MPLBACKEND': 'Agg'}
 
 
 def output_matches(expected: str, got: str) -> bool:

@@ -269,7 +269,7 @@ def test_resume_across_precisions(digits_root, tmp_path):
     """bf16 for an epoch, resumed in fp32 for the next, resumed in bf16 for the
     last: each resume continues where the last stopped, in its own precision, and
     every checkpoint holds fp32 weights."""
-    path = write_small_config(tmp_path, digits_root, images=64, epochs=3)
+    path = write_small_config(tmp_path, digits_root, images=32, epochs=3)  # 1 step an epoch
     env, work = {CPU_BF16_ENV: '1'}, str(tmp_path / 'work')
     for epoch, args in ((1, []), (2, ['--resume', '--fp32']), (3, ['--resume'])):
         result = run_tool(['tools/train.py', path, '--work-dir', work,
