@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo test test-fast test-compile sizes lock clean
+.PHONY: env demo test test-fast test-e2e test-compile sizes lock clean
 
 env:
 	bash tools/setup_env.sh
@@ -21,6 +21,12 @@ test: env
 
 test-fast: env
 	$(PY) -m pytest $(XDIST) -m "not slow and not compile_all" $(PYTEST_ARGS)
+
+# The main job end to end (tools/demo.py on shortened schedules, then its detector
+# deployed): minutes of both cores, so not part of `make test`; CI runs it after it.
+# One process, whose torch threads the demo splits into its side-by-side runs.
+test-e2e: env
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 test-compile: env
 	$(PY) -m pytest $(XDIST) -m compile_all tests/test_fast_paths.py $(PYTEST_ARGS)

@@ -77,11 +77,12 @@ def test_the_estimate_uses_finished_runs_then_running_ones():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # make test-e2e
 def test_quick_demo_gain_exceeds_the_spread(tmp_path, capsys):
     """The whole main job on ``--quick``'s 2 seeds with still shorter schedules
     (pretraining 4 epochs, detection 2), in the precision the machine chooses: the
-    headline holds there too (measured: mAP ... against ...), and the
-    progress lines estimate the time left. The full demo's figures: docs/demo.md."""
+    headline holds there too, and the progress lines estimate the time left. The
+    full demo's figures: docs/demo.md."""
     assert demo.main(['--quick', '--pretrain-epochs', '4', '--detect-epochs', '2',
                       '--work-dir', str(tmp_path),
                       '--release', str(tmp_path / 'release.pth')]) == 0
