@@ -22,9 +22,10 @@ test: env
 test-fast: env
 	$(PY) -m pytest $(XDIST) -m "not slow and not compile_all" $(PYTEST_ARGS)
 
-# The main job end to end (tools/demo.py on shortened schedules, then its detector
-# deployed): minutes of both cores, so not part of `make test`; CI runs it after it.
-# One process, whose torch threads the demo splits into its side-by-side runs.
+# The end-to-end runs marked e2e (the main job on shortened schedules with its detector
+# deployed, a fine-tune against training from scratch, two families' trained
+# deployments): about 10 minutes of both cores, so not part of `make test`; CI runs
+# them after it. One process, whose torch threads the demo splits into its side-by-side runs.
 test-e2e: env
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 

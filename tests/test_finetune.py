@@ -176,6 +176,7 @@ def test_testing_and_resuming_load_every_tensor(det_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # make test-e2e; docs/mmdetection.md's fine-tune block runs in make test
 def test_fine_tuning_a_trained_detector_to_three_classes_with_train_py(det_root, tmp_path):
     """The MMDetection workflow: a RetinaNet trained on the 10 digits is
     fine-tuned to 3 of them with ``tools/train.py --load-from``. It starts from
