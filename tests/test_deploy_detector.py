@@ -172,7 +172,9 @@ def save_random_checkpoint(cfg, path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('family', [f for f in FAMILIES if f != 'retinanet'])
+@pytest.mark.parametrize('family', [  # the two-stage one in make test, the rest: make test-e2e
+    pytest.param(f, marks=[] if f == 'faster-rcnn' else [pytest.mark.e2e])
+    for f in FAMILIES if f != 'retinanet'])
 def test_trained_detector_deploys_with_the_same_detections(family, det_root, tmp_path,
                                                              capsys):
     """With trained weights (RetinaNet's: the quick demo's test): each family,
