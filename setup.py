@@ -30,6 +30,9 @@ setup(
         # torch.onnx.export's default (dynamo) exporter needs onnxscript
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17', 'onnxscript>=0.7'],
         'openvino': ['openvino>=2026.4'],
+        # tools/deploy.py --precision int8: NNCF's post-training quantization (OpenVINO);
+        # ONNX Runtime's quantizer comes with onnxruntime
+        'int8': ['nncf==3.4.0', 'openvino>=2026.4', 'onnx>=1.15', 'onnxruntime>=1.17'],
         'benchmark': ['timm==1.0.31'],
         # mmbackbones.Timm: any timm model as a backbone (features_only, feature_info)
         'timm': ['timm>=1.0.31,<2', 'safetensors'],

@@ -15,6 +15,13 @@ timed (``predict()`` in PyTorch, inside the graph in the runtimes). Without
 prior-probability bias in the classifier: few boxes above ``score_thr``, as
 with a trained detector; a network of random scores would time the worst case
 of the post-processing, every (anchor, class) pair a candidate).
+
+``onnxruntime-int8`` and ``openvino-int8`` run the graph quantized as
+``tools/deploy.py --precision int8`` quantizes it (``mmbackbones.export.quantize``),
+calibrated on ``--calib`` sample photos prepared like the timed ones: what they
+measure is speed, for which any realistic calibration does (the accuracy of an
+int8 deployment is ``tools/deploy.py --eval``'s to measure, on the training
+set's calibration).
 """
 import argparse
 import os
@@ -25,7 +32,8 @@ import tempfile
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import _quiet  # noqa: F401,E402  (the stack's noise, before MMEngine loads)
 
-BACKENDS = ('eager', 'deploy', 'onnxruntime', 'openvino', 'openvino-bf16')
+BACKENDS = ('eager', 'deploy', 'onnxruntime', 'openvino', 'openvino-bf16', 'onnxruntime-int8',
+            'openvino-int8')
 DEFAULT_BACKENDS = BACKENDS[:4]  # the ones whose outputs equal eager's (1e-4)
 
 
@@ -39,7 +47,11 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, nargs='+', default=[1, 8])
     parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(DEFAULT_BACKENDS),
                         help='openvino-bf16: OpenVINO computing in bf16 (fast on a CPU with '
-                             'AMX; not equal to eager within 1e-4)')
+                             'AMX; not equal to eager within 1e-4); *-int8: the graph '
+                             'quantized to int8 (fast on a CPU with VNNI or AMX)')
+    parser.add_argument('--calib', type=int, default=8,
+                        help='*-int8: sample photos that calibrate the quantization '
+                             '(default 8)')
     parser.add_argument('--part', choices=['detector', 'backbone', 'both'], default='both')
     parser.add_argument('--threads', type=int, default=os.cpu_count(),
                         help='threads for every backend (default: all cores)')
@@ -49,18 +61,24 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def photo_batch(detector, cfg, size: int, batch: int, folder: str):
-    """``batch`` real photos through the test pipeline, resized to fit
-    ``size`` x ``size``: (image, image_shape, samples)."""
-    from mmbackbones.datasets.photos import write_sample_photos
-    from mmbackbones.export.detector import inference_pipeline, preprocess
+def photo_pipeline(cfg, size: int):
+    """The test pipeline, resizing to fit ``size`` x ``size``."""
+    from mmbackbones.export.detector import inference_pipeline
     cfg = cfg.copy()
     for loader in ('test_dataloader', 'val_dataloader'):
         if cfg.get(loader):
             for step in cfg[loader].dataset.pipeline:
                 if 'Resize' in step['type']:
                     step.update(scale=(size, size), keep_ratio=True)
-    return preprocess(detector, inference_pipeline(cfg), write_sample_photos(folder, batch))
+    return inference_pipeline(cfg)
+
+
+def photo_batch(detector, cfg, size: int, batch: int, folder: str):
+    """``batch`` real photos through the test pipeline, resized to fit
+    ``size`` x ``size``: (image, image_shape, samples)."""
+    from mmbackbones.datasets.photos import write_sample_photos
+    from mmbackbones.export.detector import preprocess
+    return preprocess(detector, photo_pipeline(cfg, size), write_sample_photos(folder, batch))
 
 
 def detector_steps(detector, graph_paths, backends, image, shapes, samples, threads):
@@ -101,6 +119,8 @@ def sessions(paths, backends, threads):
             yield name, Session(paths[name], name, threads)
         elif name == 'openvino-bf16':
             yield name, Session(paths['openvino'], 'openvino', threads, precision='bf16')
+        elif name.endswith('-int8'):
+            yield name, Session(paths[name], name[:-len('-int8')], threads)
 
 
 def _no_grad(step, torch):
@@ -110,14 +130,44 @@ def _no_grad(step, torch):
     return run
 
 
-def exported(work, name, export, backends):
-    """The model exported once as ONNX, and as OpenVINO IR where asked."""
+def exported(work, name, export, backends, calibration=None):
+    """The model exported once as ONNX, as OpenVINO IR where asked, and
+    quantized to int8 for each ``*-int8`` backend, calibrated on ``calibration``
+    (:class:`~mmbackbones.export.quantize.Inputs`)."""
+    from mmbackbones.export.quantize import quantize_onnxruntime, quantize_openvino
     from mmbackbones.export.runtime import to_openvino_ir
     onnx_path = export(osp.join(work, f'{name}.onnx'))
     paths = {'onnxruntime': onnx_path}
-    if any(b.startswith('openvino') for b in backends):
+    if any(b in ('openvino', 'openvino-bf16') for b in backends):
         paths['openvino'] = to_openvino_ir(onnx_path, osp.join(work, f'{name}.xml'))
+    quantizers = {'onnxruntime-int8': (quantize_onnxruntime, '_int8.onnx'),
+                  'openvino-int8': (quantize_openvino, '_int8.xml')}
+    for backend, (quantize, suffix) in quantizers.items():
+        if backend in backends:
+            paths[backend] = osp.join(work, name + suffix)
+            quantize(onnx_path, paths[backend], calibration)
     return paths
+
+
+def calibration_inputs(detector, cfg, size: int, count: int, folder: str, part: str):
+    """``count`` sample photos, each prepared as the timed batch is, as the
+    inputs of the detector's graph or of its backbone's."""
+    from mmbackbones.datasets.photos import write_sample_photos
+    from mmbackbones.export.detector import preprocess
+    from mmbackbones.export.quantize import Inputs
+    pipeline = photo_pipeline(cfg, size)
+
+    def feed(photo):
+        image, shapes, _ = preprocess(detector, pipeline, [photo])
+        return dict(image=image.numpy(), image_shape=shapes.numpy()) if part == 'detector' \
+            else dict(image=image.numpy())
+    return Inputs(write_sample_photos(folder, count), feed)
+
+
+def milliseconds(seconds: float) -> str:
+    """Whole milliseconds; three significant digits below 100 ms (a tiny run)."""
+    ms = seconds * 1e3
+    return f'{ms:.0f}' if ms >= 100 else f'{ms:.3g}'
 
 
 def main(argv=None) -> int:
@@ -137,13 +187,17 @@ def main(argv=None) -> int:
         parts = ['detector', 'backbone'] if args.part == 'both' else [args.part]
         size = (args.shape, args.shape)
         paths = {}
+        calibration = {part: calibration_inputs(detector, cfg, args.shape, args.calib,
+                                                osp.join(work, 'calibration'), part)
+                       if any(b.endswith('-int8') for b in args.backends) else None
+                       for part in parts}
         if 'detector' in parts:
             paths['detector'] = exported(work, 'detector', lambda p: export_detector(
-                detector, p, size, dynamic=True), args.backends)
+                detector, p, size, dynamic=True), args.backends, calibration['detector'])
         if 'backbone' in parts:
             paths['backbone'] = exported(work, 'backbone', lambda p: export_onnx(
                 detector.backbone, p, (1, 3, *size), dynamic=True, dynamo=False),
-                args.backends)
+                args.backends, calibration['backbone'])
         for batch in args.batch:
             image, shapes, samples = photo_batch(detector, cfg, args.shape, batch,
                                                  osp.join(work, 'photos'))
@@ -157,8 +211,9 @@ def main(argv=None) -> int:
                 for name, result in results.items():
                     times = [t * 1e3 for t in result.step_times]
                     ratio = f'{eager / result.median:.2f}' if eager else '-'
-                    print(f'| {part} | {batch} | {name} | {result.median * 1e3:.0f} '
-                          f'({min(times):.0f}..{max(times):.0f}) | '
+                    print(f'| {part} | {batch} | {name} | {milliseconds(result.median)} '
+                          f'({milliseconds(min(times) / 1e3)}..'
+                          f'{milliseconds(max(times) / 1e3)}) | '
                           f'{result.throughput(batch):.1f} | {ratio} |', flush=True)
         print(f'\n{args.config}, input {tuple(image.shape[2:])} (photos fit to '
               f'{args.shape} px, padded), {args.threads} threads, median of {args.repeats} '

@@ -42,16 +42,21 @@ class Session:
 
     ``path`` is an ONNX file (either runtime) or an OpenVINO IR ``.xml``.
     OpenVINO computes in fp32 unless ``precision='bf16'`` (its own default on a
-    CPU with native bf16; outputs then differ from PyTorch's fp32 beyond 1e-4);
+    CPU with native bf16; outputs then differ from PyTorch's fp32 beyond 1e-4;
+    ``'fp32'`` and ``'f32'`` are the same). An int8 model (quantized: see
+    :mod:`~mmbackbones.export.quantize`) runs as any other, its layers that were
+    not quantized in fp32;
     ``threads`` is the runtime's thread count (default: torch's,
     ``torch.get_num_threads()``, so that a process that limits torch limits the
     runtime alike; by default both use every core)."""
 
     def __init__(self, path: str, backend: str = 'onnxruntime',
                  threads: Optional[int] = None, precision: str = 'f32'):
-        if precision not in ('f32', 'bf16') or (precision == 'bf16' and backend != 'openvino'):
+        if precision not in ('f32', 'fp32', 'bf16') or (precision == 'bf16'
+                                                       and backend != 'openvino'):
             raise ValueError(f'precision={precision!r} with {backend}: ONNX Runtime takes '
-                             f"'f32', OpenVINO 'f32' or 'bf16'")
+                             f"'fp32', OpenVINO 'fp32' or 'bf16'")
+        precision = 'f32' if precision == 'fp32' else precision  # OpenVINO's name
         runtime = require(backend)
         if not osp.isfile(path):
             raise FileNotFoundError(f'{path}: no such exported model (tools/deploy.py writes one)')
@@ -111,8 +116,13 @@ def run_openvino(path: str, inputs: Inputs) -> List[np.ndarray]:
 
 def to_openvino_ir(onnx_path: str, xml_path: str) -> str:
     """Convert an ONNX file to OpenVINO's IR (``.xml`` + ``.bin``), atomically."""
+    return save_openvino(require('openvino').convert_model(onnx_path), xml_path)
+
+
+def save_openvino(model, xml_path: str) -> str:
+    """Write an OpenVINO model as IR (``.xml`` + ``.bin``, weights uncompressed),
+    atomically: the ``.xml`` appears only once its ``.bin`` is in place."""
     openvino = require('openvino')
-    model = openvino.convert_model(onnx_path)
     with written_whole(xml_path, suffix='.xml') as tmp:  # save_model writes .xml + .bin
         tmp_bin, bin_path = tmp[:-len('.xml')] + '.bin', xml_path[:-len('.xml')] + '.bin'
         try:
