@@ -84,6 +84,32 @@ def test_graph_computes_mmdetection_predictions(family, det_root, photos):
     assert_same(expected, got)
 
 
+def test_two_stage_graph_pools_each_roi_once_from_its_level(det_root, photos, monkeypatch):
+    """Faster R-CNN's graph: each RoI goes through one RoIAlign, that of the level
+    its scale maps to (MMDetection's rule), not every level for every RoI; the
+    detections are predict()'s (test_graph_computes_mmdetection_predictions)."""
+    from mmbackbones.export import detector_graph
+    cfg = family_config('faster-rcnn', det_root)
+    detector = random_detector(cfg)
+    image, image_shape, _ = prepared(detector, cfg, photos[:2])
+    pooled = []
+
+    def recording(feat, rois, *args):
+        pooled.append(rois.clone())
+        return roi_align(feat, rois, *args)
+    roi_align = detector_graph.roi_align
+    monkeypatch.setattr(detector_graph, 'roi_align', recording)
+    with torch.no_grad():
+        detector_graph.DetectorGraph(detector)(image, image_shape)
+    extractor = detector.roi_head.bbox_roi_extractor
+    assert len(pooled) == len(extractor.roi_layers)
+    proposals = detector.rpn_head.test_cfg.max_per_img
+    assert sum(len(r) for r in pooled) == 2 * proposals  # each RoI of both images once
+    for level, level_rois in enumerate(pooled):
+        expected = extractor.map_roi_levels(level_rois, len(extractor.roi_layers))
+        assert (expected == level).all(), (level, expected)
+
+
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     """Each family's random detector, exported once (dynamic batch and size,

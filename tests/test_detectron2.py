@@ -472,3 +472,29 @@ def test_model_weights_must_load_every_backbone_tensor(d2, tmp_path, monkeypatch
     assert periodic and all(h.checkpointer is trainer.checkpointer for h in periodic)
     with pytest.raises(CheckpointError, match='not in the file'):
         trainer.resume_or_load(resume=False)
+
+
+@needs_d2
+def test_register_coco_checks_the_set_before_anything_is_built(tmp_path):
+    """``--register-coco NAME ANN_FILE IMAGE_DIR``: a missing file or folder is
+    named; the same set again (several runs in one process) is no error; a name
+    Detectron2 already holds for another set is."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from mmbackbones.adapters.detectron2_engine import register_coco_sets
+    ann, images = tmp_path / 'train.json', tmp_path / 'train'
+    with pytest.raises(FileNotFoundError, match=rf'--register-coco mine: ANN_FILE {ann} '):
+        register_coco_sets([('mine', str(ann), str(images))])
+    ann.write_text('{}')
+    with pytest.raises(FileNotFoundError, match=rf'--register-coco mine: IMAGE_DIR {images} '):
+        register_coco_sets([('mine', str(ann), str(images))])
+    images.mkdir()
+    name = f'mine_{tmp_path.name}'
+    try:
+        for _ in range(2):
+            register_coco_sets([(name, str(ann), str(images))])
+        assert MetadataCatalog.get(name).json_file == str(ann)
+        with pytest.raises(ValueError, match=rf'--register-coco {name}: Detectron2 already '):
+            register_coco_sets([(name, str(tmp_path / 'other.json'), str(images))])
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

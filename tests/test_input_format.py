@@ -140,9 +140,11 @@ def test_the_recipe_trains_on_what_the_detection_configs_feed():
 
 
 # -- the shipped configs feed their weights what they were trained on ----------------
-#: configs whose weights are public files (by name, or timm's own)
-PUBLIC_WEIGHTS = sorted(n for n in os.listdir(DET) if '-public' in n or n.startswith(
-    ('retinanet_convnext', 'faster-rcnn_regnety')))
+#: configs whose weights are public files (by name, or timm's own; a detector's
+#: file in load_from: the fine-tuning examples)
+PUBLIC_WEIGHTS = sorted(n for n in os.listdir(DET) if n.endswith('.py') and (
+    '-public' in n or n.startswith(('retinanet_convnext', 'faster-rcnn_regnety'))
+    or "load_from = 'mmbackbones://" in open(osp.join(DET, n)).read()))
 
 
 @pytest.mark.parametrize('name', PUBLIC_WEIGHTS)

@@ -10,7 +10,9 @@ Detectron2's usual command line (yacs ``.yaml`` or LazyConfig ``.py`` files):
         train.device=cpu
 
 The embedded demo set is registered as ``digits_det_train`` / ``digits_det_val``
-(made under data/digits_det on first use). Needs Detectron2 (built from source).
+(made under data/digits_det on first use); a COCO-format set of yours with
+``--register-coco NAME ANN_FILE IMAGE_DIR`` (repeatable), for ``DATASETS.TRAIN``
+and ``DATASETS.TEST``. Needs Detectron2 (built from source).
 """
 import os.path as osp
 import sys
@@ -27,7 +29,11 @@ def main(argv=None):
     from detectron2.engine import default_argument_parser, launch
 
     from mmbackbones.adapters.detectron2_engine import main as run
-    args = default_argument_parser().parse_args(argv)
+    parser = default_argument_parser()
+    parser.add_argument('--register-coco', nargs=3, action='append', default=[],
+                        metavar=('NAME', 'ANN_FILE', 'IMAGE_DIR'),
+                        help='register a COCO-format set as NAME (for DATASETS.TRAIN/TEST)')
+    args = parser.parse_args(argv)
     return launch(run, args.num_gpus, num_machines=args.num_machines,
                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args, ))
 

@@ -37,6 +37,7 @@ import torch
 from ..api import build_backbone
 from ..checkpoint import PICKLE_SUFFIX, safe_load
 from ..download import fetch
+from ..engine.finetune import DETECTRON2_OPTION, fine_tune_keys
 from ..errors import CheckpointError
 from ..input_check import check_detectron2_config
 from ..loader import LoadReport, Source, check_entry, load_source, load_weights
@@ -111,6 +112,10 @@ def add_mmbackbones_config(cfg: CfgNode) -> CfgNode:
     # PIXEL_MEAN/PIXEL_STD/INPUT.FORMAT against the input the weights were trained on:
     # '' ($MMBACKBONES_INPUT_CHECK, else 'warn'), 'warn', 'error' or 'off'
     node.INPUT_CHECK = ''
+    # fine-tuning to another class count: the modules (or tensors) that MODEL.WEIGHTS
+    # leaves at their initialisation, e.g. ['roi_heads.box_predictor.cls_score'];
+    # every other tensor loads strictly (not applied when resuming our own checkpoint)
+    node.WEIGHTS_REINIT = []
 
     cfg.MODEL.MMBACKBONES = node
     return cfg
@@ -197,11 +202,30 @@ class StrictDetectionCheckpointer(DetectionCheckpointer):
       name alone): downloaded once into the weights cache, checked, refused before
       the download when it holds another network;
     * files are read safely: ``.pth`` with ``weights_only`` and the allow-list,
-      the model zoo's ``.pkl`` with an unpickler of numpy arrays only.
+      the model zoo's ``.pkl`` with an unpickler of numpy arrays only;
+    * a tensor whose shape differs from the file's is an error naming it and
+      ``MODEL.MMBACKBONES.WEIGHTS_REINIT``, instead of Detectron2's logged skip.
+      ``reinit`` (that option's value; ``train.init_checkpoint_reinit`` in a
+      LazyConfig) names the layers that keep their initialisation when
+      fine-tuning to another class count; each is logged.
+      Resuming the output folder's own checkpoint loads every tensor.
     """
 
     _entry = None  # the catalog entry of the named file being loaded
     _name = None
+    _resuming = False
+
+    def __init__(self, model, save_dir: str = '', *, reinit: Sequence[str] = (),
+                 reinit_option: str = DETECTRON2_OPTION, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.reinit, self.reinit_option = list(reinit), reinit_option
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> dict:
+        self._resuming = resume and self.has_checkpoint()
+        try:
+            return super().resume_or_load(path, resume=resume)
+        finally:
+            self._resuming = False
 
     def load(self, path, *args, **kwargs):
         self._entry, self._name = None, path
@@ -231,13 +255,18 @@ class StrictDetectionCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint: dict):
         model = _unwrap(self.model)
         ours = _backbone_prefix(model)
+        self._convert_ndarray_to_tensor(checkpoint['model'])
+        keep = [] if self._resuming or checkpoint.get('matching_heuristics') else fine_tune_keys(
+            model, checkpoint, self.reinit, self._name or '<checkpoint>',
+            logger=self.logger, option=self.reinit_option)
         if ours is not None and not checkpoint.get('matching_heuristics') and (
                 self._entry is not None or _foreign_backbone(checkpoint['model'], ours)):
-            self._convert_ndarray_to_tensor(checkpoint['model'])
             load_source(model, Source(
                 self._name or '<checkpoint>', {'model': checkpoint.pop('model')},
-                entry=self._entry), logger=self.logger)
+                entry=self._entry), logger=self.logger, keep=keep)
             return _IncompatibleKeys(missing_keys=[], unexpected_keys=[], incorrect_shapes=[])
+        for key in keep:  # left as initialised; Detectron2 then logs them as missing
+            checkpoint['model'].pop(key, None)
         incompatible = super()._load_model(checkpoint)
         prefix = _backbone_prefix(self.model)
         if prefix is None:  # no mmbackbones backbone: Detectron2's own rules

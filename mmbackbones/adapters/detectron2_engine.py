@@ -7,10 +7,10 @@ import logging
 import weakref
 import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from detectron2.config import CfgNode, LazyConfig, get_cfg, instantiate
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import (AMPTrainer, DefaultTrainer, SimpleTrainer, default_setup,
                                default_writers, hooks)
@@ -40,6 +40,23 @@ def register_demo_datasets(root: str = DEMO_ROOT) -> None:
                                 osp.join(root, split))
 
 
+def register_coco_sets(sets: Sequence[Sequence[str]]) -> None:
+    """``--register-coco NAME ANN_FILE IMAGE_DIR``: a user's COCO-format sets,
+    checked before anything is built."""
+    for name, ann_file, image_dir in sets:
+        if name in DatasetCatalog.list():
+            known = MetadataCatalog.get(name)
+            if (known.get('json_file'), known.get('image_root')) == (ann_file, image_dir):
+                continue  # the same set again (one process, several runs)
+            raise ValueError(f'--register-coco {name}: Detectron2 already has a data set '
+                             f'of that name; choose another')
+        for what, path, exists in (('ANN_FILE', ann_file, osp.isfile),
+                                   ('IMAGE_DIR', image_dir, osp.isdir)):
+            if not exists(path):
+                raise FileNotFoundError(f'--register-coco {name}: {what} {path} does not exist')
+        register_coco_instances(name, {}, ann_file, image_dir)
+
+
 class Trainer(DefaultTrainer):
     """Detectron2's trainer, evaluating every test set with COCO's metric and
     loading ``MODEL.WEIGHTS`` strictly for the backbone."""
@@ -48,7 +65,8 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer made its checkpointer just before; the periodic checkpoint
         # hook built here must share the strict one that resume_or_load uses
         self.checkpointer = StrictDetectionCheckpointer(
-            self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+            self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
+            reinit=self.cfg.MODEL.MMBACKBONES.WEIGHTS_REINIT)
         return super().build_hooks()
 
     @classmethod
@@ -104,7 +122,11 @@ def train_lazy(args, cfg) -> None:
     optimizer = instantiate(cfg.optimizer)
     loader = instantiate(cfg.dataloader.train)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, loader, optimizer)
-    checkpointer = StrictDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    # fine-tuning to another class count: the layers init_checkpoint leaves as built
+    checkpointer = StrictDetectionCheckpointer(
+        model, cfg.train.output_dir, trainer=trainer,
+        reinit=cfg.train.get('init_checkpoint_reinit') or [],
+        reinit_option='train.init_checkpoint_reinit')
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
@@ -137,6 +159,7 @@ def main(args) -> Optional[Dict]:
     """Entry point of one process: yacs (``.yaml``) or LazyConfig (``.py``) file."""
     logging.getLogger('mmbackbones').setLevel(logging.INFO)
     register_demo_datasets(os.environ.get('MMBACKBONES_DEMO_ROOT', DEMO_ROOT))
+    register_coco_sets(getattr(args, 'register_coco', None) or [])
     if args.config_file.endswith('.py'):
         return run_lazy(args)
     return run_yacs(args)

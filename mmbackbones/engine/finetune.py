@@ -1,4 +1,5 @@
-"""Fine-tuning a detector to other classes: ``load_from`` with ``load_from_reinit``.
+"""Fine-tuning a detector to other classes: ``load_from`` with ``load_from_reinit``
+(MMDetection), ``MODEL.WEIGHTS`` with ``MODEL.MMBACKBONES.WEIGHTS_REINIT`` (Detectron2).
 
 MMDetection's users start from a detector trained elsewhere (COCO's 80
 classes) and change ``num_classes``. ``load_from`` is strict here
@@ -10,7 +11,9 @@ class no longer fit. The config names them::
 
 and those tensors keep the new model's initialisation while every other one
 loads strictly. Only the ``load_from`` of a training run does this: resuming
-and ``tools/test.py`` load every tensor.
+and ``tools/test.py`` load every tensor. Detectron2's checkpointer
+(:class:`~mmbackbones.adapters.detectron2.StrictDetectionCheckpointer`) applies
+the same rule to ``MODEL.WEIGHTS``, except when it resumes its own checkpoint.
 """
 import difflib
 import logging
@@ -25,9 +28,11 @@ from ..errors import CheckpointError
 from ..loader import _tensors, _without_wrapper  # the keys load_source compares
 
 OPTION = 'load_from_reinit'
+DETECTRON2_OPTION = 'MODEL.MMBACKBONES.WEIGHTS_REINIT'
 
-#: the layers of MMDetection's heads (by class, subclasses included) whose
-#: outputs are per class: what ``load_from_reinit`` names to change the class count
+#: the layers of MMDetection's and Detectron2's heads (by class, subclasses
+#: included) whose outputs are per class: what ``load_from_reinit`` (or
+#: ``MODEL.MMBACKBONES.WEIGHTS_REINIT``) names to change the class count
 CLASS_LAYERS = {
     'RetinaHead': ('retina_cls',),
     'FCOSHead': ('conv_cls',),
@@ -35,7 +40,24 @@ CLASS_LAYERS = {
     # whole conv is re-initialised, box and objectness outputs too
     'YOLOV3Head': ('convs_pred',),
     'BBoxHead': ('fc_cls', 'fc_reg'),  # fc_reg only when reg_class_agnostic=False
+    # Detectron2
+    'RetinaNetHead': ('cls_score',),
+    'FastRCNNOutputLayers': ('cls_score', 'bbox_pred'),  # bbox_pred unless CLS_AGNOSTIC_BBOX_REG
+    'MaskRCNNConvUpsampleHead': ('predictor',),  # unless CLS_AGNOSTIC_MASK
+    'SemSegFPNHead': ('predictor',),
 }
+
+
+def _per_class(head: nn.Module, layer: str) -> bool:
+    """Whether ``head.<layer>`` has outputs per class: box and mask layers may be
+    shared by all classes, and then keep their shape when the class count changes."""
+    if layer == 'fc_reg':  # MMDetection's BBoxHead
+        return not getattr(head, 'reg_class_agnostic', True)
+    if layer == 'bbox_pred' and hasattr(head, 'box2box_transform'):  # Detectron2's
+        return head.bbox_pred.out_features != len(head.box2box_transform.weights)
+    if layer == 'predictor':  # Detectron2's CLS_AGNOSTIC_MASK: one mask for all
+        return getattr(head.predictor, 'out_channels', None) != 1
+    return True
 
 
 def class_layers(model: nn.Module) -> List[str]:
@@ -44,36 +66,36 @@ def class_layers(model: nn.Module) -> List[str]:
     for path, module in model.named_modules():
         for cls in type(module).__mro__:
             for layer in CLASS_LAYERS.get(cls.__name__, ()):
-                if layer == 'fc_reg' and getattr(module, 'reg_class_agnostic', True):
-                    continue  # 4 outputs for every class alike
-                if isinstance(getattr(module, layer, None), nn.Module):
+                if isinstance(getattr(module, layer, None), nn.Module) and _per_class(
+                        module, layer):
                     found.append(f'{path}.{layer}' if path else layer)
     return found
 
 
-def _names(names: Union[str, Sequence[str], None]) -> List[str]:
+def _names(names: Union[str, Sequence[str], None], option: str = OPTION) -> List[str]:
     if names is None:
         return []
     if isinstance(names, str):  # --cfg-options load_from_reinit=bbox_head.retina_cls
         names = [names]
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f'{OPTION} must be a list of module or tensor names, e.g. '
+        raise ValueError(f'{option} must be a list of module or tensor names, e.g. '
                          f"['bbox_head.retina_cls']; got {names!r}")
     return [n.rstrip('.') for n in names]
 
 
-def reinit_keys(model: nn.Module, names: Union[str, Sequence[str], None]) -> List[str]:
+def reinit_keys(model: nn.Module, names: Union[str, Sequence[str], None],
+                option: str = OPTION) -> List[str]:
     """The tensors of ``model`` that ``names`` (modules or tensors) cover; a name
     that covers none is an error naming the valid ones."""
     keys = list(model.state_dict())
     chosen = []
-    for name in _names(names):
+    for name in _names(names, option):
         matched = [k for k in keys if k == name or k.startswith(name + '.')]
         if not matched:
             modules = sorted({k.rsplit('.', 1)[0] for k in keys})
             close = difflib.get_close_matches(name, modules + keys, n=3, cutoff=0.6)
             raise ValueError(
-                f'{OPTION}: {name!r} names no tensor of this {type(model).__name__}'
+                f'{option}: {name!r} names no tensor of this {type(model).__name__}'
                 + (f'; did you mean {close}?' if close else '.')
                 + f' Its class-dependent layers: {class_layers(model)}; any module or '
                 f"tensor name of model.state_dict() (e.g. 'bbox_head') is valid.")
@@ -104,23 +126,24 @@ def _suggestion(model: nn.Module, keys: List[str]) -> List[str]:
 
 def fine_tune_keys(model: nn.Module, checkpoint: dict,
                    names: Union[str, Sequence[str], None], source: str,
-                   logger: Union[str, logging.Logger] = 'current') -> List[str]:
+                   logger: Union[str, logging.Logger] = 'current',
+                   option: str = OPTION) -> List[str]:
     """The tensors a training run's ``load_from`` leaves at their initialisation
     (``names``: the config's ``load_from_reinit``), each logged. A tensor that
     differs in shape from the file's and is not among them is an error that
     names it and the option, before anything loads."""
-    keep = reinit_keys(model, names)
+    keep = reinit_keys(model, names, option)
     state_dict = _without_wrapper(_tensors(extract_state_dict(checkpoint)))
     mismatched = [m for m in shape_mismatches(model, state_dict) if m[0] not in keep]
     # a backbone that differs is another network: load_source says which
     if mismatched and not any(k.startswith('backbone.') for k, _, _ in mismatched):
         shown = ', '.join(f'{k} (file {list(a)}, model {list(b)})' for k, a, b in mismatched)
-        wanted = sorted(set(_suggestion(model, [k for k, _, _ in mismatched]))
-                        | set(_names(names)))
+        wanted = list(dict.fromkeys(_names(names, option)
+                                    + _suggestion(model, [k for k, _, _ in mismatched])))
         raise CheckpointError(
             f'{source} does not fit this {type(model).__name__}: {len(mismatched)} '
             f'tensors differ in shape: {shown}. To fine-tune to another class count, '
-            f'set {OPTION}={wanted!r} in the config: the named layers keep their new '
+            f'set {option}={wanted!r} in the config: the named layers keep their new '
             f'initialisation and every other tensor loads strictly.')
     ours = model.state_dict()
     for key in keep:
@@ -132,10 +155,10 @@ def fine_tune_keys(model: nn.Module, checkpoint: dict,
         else:  # it would load: the user asked for a fresh one all the same
             whence, level = 'the file\'s has that shape too and is not loaded', \
                 logging.WARNING
-        print_log(f'{OPTION}: {key} {list(ours[key].shape)} is re-initialised ({whence})',
+        print_log(f'{option}: {key} {list(ours[key].shape)} is re-initialised ({whence})',
                   logger=logger, level=level)
     return keep
 
 
-__all__ = ['CLASS_LAYERS', 'class_layers', 'reinit_keys', 'shape_mismatches',
-           'fine_tune_keys']
+__all__ = ['CLASS_LAYERS', 'OPTION', 'DETECTRON2_OPTION', 'class_layers', 'reinit_keys',
+           'shape_mismatches', 'fine_tune_keys']

@@ -31,6 +31,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
 from torchvision.ops import roi_align
 
 from ..errors import ExportError
@@ -337,18 +338,20 @@ def rpn_proposals(rpn, feats: Sequence[Tensor], image_shape: Tensor) -> Tuple[Te
 
 
 def roi_features(extractor, feats: Sequence[Tensor], rois: Tensor) -> Tensor:
-    """``SingleRoIExtractor``: each RoI from the level its scale maps to. Every
-    level is pooled for every RoI and the right one kept (no data-dependent
-    shapes in the graph)."""
+    """``SingleRoIExtractor``: each RoI pooled once, from the level its scale maps
+    to. The RoIs of a level are gathered (a data-dependent count: ``NonZero`` in
+    the graph, which both runtimes take) and their features scattered back into
+    one static ``(num_rois, C, h, w)`` tensor, as MMDetection's extractor does."""
     scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
     levels = torch.floor(torch.log2(scale / extractor.finest_scale + 1e-6))
     levels = levels.clamp(min=0, max=len(extractor.roi_layers) - 1)
-    pooled: Optional[Tensor] = None
+    size = extractor.roi_layers[0].output_size
+    pooled = feats[0].new_zeros(rois.shape[0], feats[0].shape[1], *_pair(size))
     for level, (layer, feat) in enumerate(zip(extractor.roi_layers, feats)):
-        out = roi_align(feat, rois, layer.output_size, layer.spatial_scale,
+        index = torch.nonzero(levels == level).squeeze(1)
+        out = roi_align(feat, rois[index], layer.output_size, layer.spatial_scale,
                         layer.sampling_ratio, layer.aligned)
-        pooled = out if pooled is None else torch.where(
-            (levels == level).view(-1, 1, 1, 1), out, pooled)
+        pooled = pooled.index_copy(0, index, out)
     return pooled
 
 
