@@ -41,6 +41,7 @@ def demo_checkpoint(det_root, tmp_path_factory):
     return save_random_checkpoint(cfg, tmp_path_factory.mktemp('int8') / 'demo.pth')
 
 
+@pytest.mark.slow  # NNCF with accuracy control, both runtimes (make test, not test-fast)
 def test_int8_deployment_in_both_runtimes(det_root, demo_checkpoint, tmp_path, capsys):
     """tools/deploy.py --precision int8 on the demo RetinaNet, both runtimes from
     one export, calibrated on 8 training images: OpenVINO through NNCF with
@@ -231,6 +232,7 @@ def test_agreement_matches_best_first_by_label_and_overlap():
     assert summary['score_diff_max'] == pytest.approx(0.05)
 
 
+@pytest.mark.slow  # six backends, int8 quantized twice
 def test_benchmark_detector_part_runs_every_backend(capsys):
     """The detector part of tools/benchmark_deploy.py (the README's speed table),
     tiny: every backend, int8 ones included, gets a row with its time."""

@@ -36,6 +36,7 @@ def test_all_detector_configs_are_here():
     assert 'yolov3_darknet53_ms-608-273e_coco.py' in names
 
 
+@pytest.mark.slow  # 19 detectors built and trained a step: about a CPU-minute
 @pytest.mark.parametrize('path', DET_CONFIGS, ids=osp.basename)
 def test_config_builds_trains_a_step_and_infers(path, det_root):
     raw = Config.fromfile(path)

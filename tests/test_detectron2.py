@@ -374,6 +374,7 @@ def test_resume_keeps_the_imagenet_file_until_a_checkpoint_exists(tmp_path):
     assert has_checkpoint(str(tmp_path))
 
 
+@pytest.mark.slow  # TorchScript and ONNX exports
 @needs_d2
 @pytest.mark.parametrize('meta', ['retinanet', 'rcnn'])
 def test_detectron2_export_equals_eager(d2, meta, tmp_path):

@@ -546,6 +546,7 @@ def run_python_page(page: str, sandbox: str, folder: str,
     return results
 
 
+@pytest.mark.slow  # each page in a fresh interpreter (make test, not test-fast)
 @pytest.mark.parametrize('block', [b for p in PAGES for b in python_blocks(p)],
                          ids=lambda b: b.where)
 def test_python_examples_run(block, sandbox, stand_ins, tmp_path_factory):

@@ -135,6 +135,7 @@ def test_channels_last_and_bf16(name):
     assert_close_relative(half, expected, rel=0.1)
 
 
+@pytest.mark.slow  # a dynamo capture of every code path
 @pytest.mark.parametrize('name', CODE_PATHS)
 def test_dynamo_captures_one_graph(name):
     """fullgraph=True: any graph break is an error (tracing only, no codegen)."""
@@ -186,6 +187,7 @@ EXPORT_CASES = [pytest.param(name, exporter, id=f'{name}-{exporter}',
                                  'torchscript')]
 
 
+@pytest.mark.slow  # 31 exports, each run in two runtimes
 @pytest.mark.parametrize('name,exporter', EXPORT_CASES)
 def test_onnx_export_matches_pytorch_in_onnxruntime_and_openvino(name, exporter, tmp_path):
     """torch's default exporter (dynamo, as a user calls it) and the TorchScript
